@@ -1,0 +1,31 @@
+# The two entry points of the README. Both create the environment first (idempotent).
+#   make repro   -> environment + `dvc repro` of the embedded default, end to end
+#   make test    -> environment + the test suite (what .ci/run calls)
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.seppo-installed
+PIP_QUIET ?= -q
+
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup repro test
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) -r requirements.txt
+	# hpsv2 / image-reward pin packages that cannot coexist with the rest: see docs/install.md
+	$(BIN)/pip install $(PIP_QUIET) --no-deps -r requirements-nodeps.txt
+	$(BIN)/python scripts/post_install.py
+	$(BIN)/pip install $(PIP_QUIET) --no-deps -e .
+	touch $(STAMP)
+
+repro: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/test.sh

@@ -1,0 +1,1 @@
+"""Models: the offline CLIP tokenizer, tiny SD components, base-model pretraining, loading."""

@@ -1,0 +1,93 @@
+"""Loading a text-to-image pipeline from a local diffusers folder or a Hub id, and sampling it.
+
+The embedded base model and SD1.5 go through the same functions. Weights are safetensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SamplingConfig
+
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "dpmpp_2m": "DPMSolverMultistepScheduler",
+}
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def load_pipeline(source: str | Path, revision: str | None = None, torch_dtype=None):
+    """A ``StableDiffusionPipeline`` (no safety checker) from a folder or a Hub id.
+
+    Fails with a message naming what was looked for and the param to change when the folder is
+    missing or, offline, the Hub id is not in the local cache.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    path = Path(source)
+    local = path.exists()
+    if not local and (str(source).startswith((".", "/")) or os.sep in str(source).strip("/").split("/", 1)[-1]):
+        raise ModelNotFound(f"pipeline folder {path} does not exist (set base_model.source)")
+    try:
+        return StableDiffusionPipeline.from_pretrained(
+            str(source),
+            revision=None if local else revision,
+            torch_dtype=torch_dtype,
+            safety_checker=None,
+            requires_safety_checker=False,
+            use_safetensors=True,
+        )
+    except (OSError, EnvironmentError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        hint = " (HF_HUB_OFFLINE is set: only the local Hugging Face cache is searched)" if offline else ""
+        raise ModelNotFound(
+            f"could not load a diffusers pipeline from {source!r}{hint}: {err}. "
+            "Point base_model.source at a local diffusers folder or a reachable Hub id."
+        ) from err
+
+
+def set_sampler(pipe, sampler: str) -> None:
+    import diffusers
+
+    cls = getattr(diffusers, SCHEDULERS[sampler])
+    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+
+
+def prompt_seed(prompt: str, seed: int) -> int:
+    """The seed of one (prompt, seed) sample: independent of batch composition and order."""
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def generate(
+    pipe, prompts: list[str], seeds: list[int], sampling: SamplingConfig, batch_size: int = 64
+) -> np.ndarray:
+    """uint8 images (len(prompts), H, W, 3); image i uses its own generator seeded by
+    ``prompt_seed(prompts[i], seeds[i])``, so a sample does not depend on what it is batched with."""
+    import torch
+
+    set_sampler(pipe, sampling.sampler)
+    pipe.set_progress_bar_config(disable=True)
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        p = prompts[i : i + batch_size]
+        gens = [torch.Generator().manual_seed(prompt_seed(q, s)) for q, s in zip(p, seeds[i : i + batch_size])]
+        with torch.no_grad():
+            imgs = pipe(
+                p,
+                num_inference_steps=sampling.steps,
+                guidance_scale=sampling.guidance,
+                generator=gens,
+                output_type="np",
+            ).images
+        out.append(np.clip(np.rint(imgs * 255.0), 0, 255).astype(np.uint8))
+    return np.concatenate(out)

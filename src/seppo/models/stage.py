@@ -1,0 +1,31 @@
+"""The ``base_model`` stage: theta_0 as a diffusers folder, trained here or copied from a source."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..config import BaseModelConfig
+from ..io_utils import atomic_dir, write_json
+
+
+def run_base_model(cfg: BaseModelConfig, web_dir: Path, out_dir: Path, metrics_path: Path) -> dict:
+    if cfg.source == "embedded":
+        from .pretrain import pretrain_base_model
+
+        summary = pretrain_base_model(cfg, web_dir, out_dir)
+    else:
+        from .pipeline import load_pipeline
+
+        t0 = time.perf_counter()
+        pipe = load_pipeline(cfg.source, cfg.revision)
+        summary = {"source": cfg.source, "revision": cfg.revision}
+        with atomic_dir(out_dir) as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+            (tmp / "seppo_provenance.json").write_text(
+                json.dumps({"params": cfg.model_dump(), "summary": summary}, indent=2) + "\n"
+            )
+        summary["seconds_total"] = round(time.perf_counter() - t0, 1)
+    write_json(metrics_path, summary)
+    return summary

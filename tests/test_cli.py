@@ -1,0 +1,45 @@
+"""The CLI is what the DVC stages call: every stage command exists and params errors are clear."""
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from seppo.cli import app
+from seppo.config import Params
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_help_lists_the_stage_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("world", "base-model", "base-samples", "check-params"):
+        assert cmd in result.output
+
+
+def test_every_dvc_stage_calls_a_cli_command_and_reads_known_params():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    for name, stage in stages.items():
+        words = stage["cmd"].split()
+        assert words[0] == "seppo" and words[1] in commands, name
+        for section in stage.get("params", []):
+            assert section.split(".")[0] in Params.model_fields, (name, section)
+
+
+def test_bad_params_file_exits_2_with_the_key(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("world:\n  image_size: 48\n")
+    result = runner.invoke(app, ["check-params", "--params", str(bad)])
+    assert result.exit_code == 2
+    assert "world.image_size" in result.output and "32 or 64" in result.output
+
+
+def test_check_params_prints_defaults(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("world:\n  seed: 7\n")
+    result = runner.invoke(app, ["check-params", "--params", str(p)])
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.output)["world"]["seed"] == 7

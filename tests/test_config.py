@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seppo.config import ConfigError, Params, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_load_and_match_schema():
+    params = load_params(ROOT / "params.yaml")
+    assert params.world.image_size == 32
+    # Every section in params.yaml is a known section (extra="forbid" would have raised).
+    assert set(yaml.safe_load((ROOT / "params.yaml").read_text())) <= set(Params.model_fields)
+
+
+def test_unknown_key_names_the_key_and_the_allowed_keys():
+    with pytest.raises(ConfigError) as err:
+        parse_params({"world": {"sead": 3}}, "p.yaml")
+    msg = str(err.value)
+    assert "p.yaml" in msg and "world.sead: unknown key" in msg
+    assert "seed" in msg and "image_size" in msg
+
+
+def test_unknown_section_is_rejected():
+    with pytest.raises(ConfigError, match=r"trian: unknown key; allowed keys here: base_model"):
+        parse_params({"trian": {}})
+
+
+def test_bad_literal_lists_allowed_values():
+    with pytest.raises(ConfigError) as err:
+        parse_params({"base_samples": {"sampling": {"sampler": "plms"}}})
+    msg = str(err.value)
+    assert "base_samples.sampling.sampler" in msg
+    for allowed in ("ddim", "ddpm", "euler", "dpmpp_2m"):
+        assert allowed in msg
+    assert "'plms'" in msg
+
+
+def test_out_of_range_and_wrong_type_name_the_key():
+    with pytest.raises(ConfigError, match=r"world.tie_prob: Input should be less than or equal to 1"):
+        parse_params({"world": {"tie_prob": 1.5}})
+    with pytest.raises(ConfigError, match=r"base_model.unet_steps"):
+        parse_params({"base_model": {"unet_steps": "many"}})
+
+
+def test_cross_section_consistency():
+    with pytest.raises(ConfigError, match="base_samples.prompts=100 exceeds world.eval_prompts=64"):
+        parse_params({"base_samples": {"prompts": 100}})
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_every_field_is_documented():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann)
+
+    walk(Params)
