@@ -66,6 +66,101 @@ def base_samples(
     _show(run_base_samples(_params(params).base_samples, model, prompts, world_metrics, out, metrics))
 
 
+@app.command()
+def ingest(
+    params: Path = PARAMS,
+    out: Path = typer.Option(Path("data/ingest"), help="Folder of winners/losers/quarantine tables."),
+    metrics: Path = typer.Option(Path("reports/metrics/ingest.json"), help="Counts JSON."),
+) -> None:
+    """Read the preference source shard by shard; keep winners, quarantine bad rows with reasons."""
+    from .data.sources import SourceNotFound
+    from .data.ingest import run_ingest
+
+    try:
+        _show(run_ingest(_params(params).ingest, out, metrics))
+    except SourceNotFound as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(
+    params: Path = PARAMS,
+    ingest_dir: Path = typer.Option(Path("data/ingest"), help="The ingest stage's folder."),
+    docs: Path = typer.Option(Path("reports/data_docs"), help="Great Expectations Data Docs site."),
+    results: Path = typer.Option(Path("reports/data/expectations.json"), help="Suite results."),
+    metrics: Path = typer.Option(Path("reports/metrics/validate.json"), help="Metrics JSON."),
+) -> None:
+    """Run the Great Expectations checkpoint on the ingested rows; fail above the quarantine limit."""
+    from .data.expectations import DataQualityError, run_validate
+
+    try:
+        _show(run_validate(_params(params).ingest, ingest_dir, docs, results, metrics))
+    except DataQualityError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def cache(
+    params: Path = PARAMS,
+    ingest_dir: Path = typer.Option(Path("data/ingest"), help="The ingest stage's folder."),
+    model: Path = typer.Option(Path("models/base"), help="Base model whose VAE/text encoder encode."),
+    out: Path = typer.Option(Path("data/cache"), help="Cache folder."),
+    metrics: Path = typer.Option(Path("reports/metrics/cache.json"), help="Metrics JSON."),
+) -> None:
+    """Encode winners (and losers) to VAE latents and captions to text embeddings, once."""
+    from .data.cache import run_cache
+
+    _show(run_cache(_params(params).cache, ingest_dir, model, out, metrics))
+
+
+ROUND = typer.Option(..., "--round", "-k", min=1, help="Round k (1-based); the bank is theta_0..theta_{k-1}.")
+ROOT = typer.Option(Path("."), "--root", help="Project root holding models/, data/, runs/.")
+
+
+@app.command()
+def select(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT) -> None:
+    """Round k, step 1: choose the reference checkpoint from the bank (seeded, recorded)."""
+    from .training.plan import Layout
+    from .training.reference_samples import run_select
+
+    _show(run_select(_params(params).train, round_k, Layout(root)))
+
+
+@app.command()
+def refsamples(
+    params: Path = PARAMS,
+    round_k: int = ROUND,
+    root: Path = ROOT,
+    cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
+) -> None:
+    """Round k, step 2: the selected checkpoint generates reference samples for the round's prompts."""
+    from .training.plan import Layout
+    from .training.reference_samples import run_refsamples
+
+    _show(run_refsamples(_params(params).train, round_k, Layout(root), root / cache_dir))
+
+
+@app.command()
+def train(
+    params: Path = PARAMS,
+    round_k: int = ROUND,
+    root: Path = ROOT,
+    cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
+    stop_after: int = typer.Option(None, hidden=True, help="Tests: crash after N updates."),
+) -> None:
+    """Round k, step 3: train theta_{k-1} against the selected reference; save theta_k."""
+    from .training.plan import Layout
+    from .training.trainer import TrainingDiverged, run_train
+
+    try:
+        _show(run_train(_params(params).train, round_k, Layout(root), root / cache_dir, stop_after))
+    except TrainingDiverged as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate a params file and print it with every default filled in."""

@@ -114,6 +114,9 @@ class BaseModelConfig(_Section):
     unet_steps: int = Field(3000, ge=1, description="Optimizer steps of UNet pretraining.")
     unet_lr: float = Field(1e-3, gt=0.0, description="UNet peak learning rate (AdamW, cosine).")
     batch_size: int = Field(64, ge=1, description="Batch size of UNet pretraining.")
+    noise_offset: float = Field(
+        0.1, ge=0.0, description="Offset-noise scale of UNet pretraining (per-channel constant noise)."
+    )
     snr_gamma: float = Field(
         5.0, ge=0.0, description="Min-SNR-gamma loss weighting of UNet pretraining; 0 disables it."
     )
@@ -147,6 +150,146 @@ class BaseSamplesConfig(_Section):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampler settings.")
 
 
+class IngestConfig(_Section):
+    """Winning-image ingest from a Pick-a-Pic v2 style source, with per-row quarantine."""
+
+    source: str = Field(
+        "data/world/pickapic",
+        description="Parquet shards (a folder, a glob or a file), webdataset tars (a folder or "
+        "glob of .tar), a `datasets` save_to_disk folder, or a Hub dataset id. The default is the "
+        "embedded world's shards. The official Hub copy of Pick-a-Pic v2 is offline: use a mirror.",
+    )
+    source_format: Literal["auto", "parquet", "webdataset", "datasets"] = Field(
+        "auto", description="How to read `source`; 'auto' decides from what is on disk."
+    )
+    split: str = Field("train", description="Split of a `datasets` source.")
+    revision: str | None = Field(None, description="Revision of a Hub dataset source.")
+    batch_rows: int = Field(
+        256, ge=1, description="Rows held in memory at once (ingest streams shard by shard)."
+    )
+    min_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels.")
+    max_side: int = Field(4096, ge=1, description="Largest accepted image side in pixels.")
+    allowed_formats: list[str] = Field(
+        ["JPEG"], min_length=1, description="Accepted image container formats (PIL names)."
+    )
+    allowed_modes: list[str] = Field(
+        ["RGB"], min_length=1, description="Accepted PIL image modes (no CMYK, alpha, grayscale)."
+    )
+    max_caption_chars: int = Field(
+        1000, ge=1, description="Longest accepted caption, in characters (after stripping)."
+    )
+    max_quarantine_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="The validate stage fails when quarantined rows exceed this share of rows in.",
+    )
+    max_unreadable_shards: int = Field(
+        0, ge=0, description="The validate stage fails when more shards than this cannot be read."
+    )
+
+
+class CacheConfig(_Section):
+    """Latents and text embeddings of the winners (and losers), encoded once by the base model."""
+
+    resolution: int | None = Field(
+        None, ge=8, description="Image side fed to the VAE; null = the base model's sample size x VAE factor."
+    )
+    resize: Literal["bilinear", "bicubic", "lanczos"] = Field(
+        "bilinear", description="Resampling filter of the shorter-side resize."
+    )
+    crop: Literal["center", "random"] = Field(
+        "center", description="Square crop after resizing; 'random' is seeded per row."
+    )
+    flip: Literal["none", "random"] = Field(
+        "none", description="Horizontal flip policy; 'random' flips half the rows, seeded per row."
+    )
+    seed: int = Field(0, ge=0, description="Seed of random crops and flips (per row, recorded).")
+    latent: Literal["mean", "sample"] = Field(
+        "mean",
+        description="Store the VAE posterior mean, or one seeded sample of it (per row).",
+    )
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="Storage dtype of latents and embeddings."
+    )
+    batch_size: int = Field(64, ge=1, description="Images per VAE / text-encoder batch.")
+    shard_rows: int = Field(4096, ge=1, description="Rows per safetensors shard of latents.")
+    include_losers: bool = Field(
+        True, description="Also cache the losers (read only by the Diffusion-DPO baseline)."
+    )
+
+
+class TrainConfig(_Section):
+    """SePPO rounds (and the SFT / Diffusion-DPO baselines, which share all other code).
+
+    beta convention: per-sample errors are MEAN squared errors over C*H*W and the logit is
+    -0.5 * beta * (D_w - s * D_r), as in the Diffusion-DPO code (docs/seppo.md, section 2).
+    """
+
+    loss: Literal["seppo", "dpo", "sft"] = Field(
+        "seppo", description="seppo: winners + reference samples; dpo: real winner/loser pairs with "
+        "theta_0 as reference; sft: winners only, plain denoising loss."
+    )
+    rounds: int = Field(3, ge=1, description="Number of rounds K; theta_k is saved after round k.")
+    strategy: Literal["uniform", "first", "latest"] = Field(
+        "uniform", description="Reference selection from the bank {theta_0..theta_{k-1}} (seppo only)."
+    )
+    criterion: Literal["sign", "indicator", "none"] = Field(
+        "sign", description="Anchor criterion: sign (SePPO), indicator (drop instead of flip), none."
+    )
+    beta: float = Field(2000.0, gt=0.0, description="Paper beta (2000 SD1.5, 5000 SDXL); logit uses 0.5*beta.")
+    tie_tol: float = Field(
+        1e-7, ge=0.0, description="|e_ref^w - e_pol^w| at or below this gives s = 0 (no reference term)."
+    )
+    updates_per_round: int = Field(40, ge=1, description="Optimizer updates per round.")
+    micro_batch: int = Field(8, ge=1, description="Winners per process per forward (each paired with one reference sample).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer update.")
+    lr: float = Field(1e-5, gt=0.0, description="Peak learning rate (AdamW).")
+    lr_warmup: int = Field(
+        0, ge=0, description="Linear warm-up in optimizer updates; must be shorter than a round."
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="Schedule after warm-up, over the whole run (all rounds)."
+    )
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1.")
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient-norm clipping.")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto: bf16 on CUDA devices that support it, else fp16 on CUDA, fp32 on CPU."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    use_8bit_adam: bool = Field(False, description="bitsandbytes AdamW8bit (CUDA only).")
+    lora_rank: int = Field(0, ge=0, description="0: full UNet fine-tuning; >0: LoRA (peft) of this rank on attention.")
+    lora_alpha: float | None = Field(None, gt=0.0, description="LoRA alpha; null = the rank.")
+    seed: int = Field(0, ge=0, description="Seed of data order, noise, timesteps and reference selection.")
+    ref_samples: Literal["per_winner", "per_prompt"] = Field(
+        "per_winner",
+        description="per_winner: a fresh reference sample for every winner (paper-faithful); "
+        "per_prompt: ref_samples_per_prompt samples per unique prompt per round, reused by its winners.",
+    )
+    ref_samples_per_prompt: int = Field(2, ge=1, description="Samples per unique prompt with ref_samples=per_prompt.")
+    ref_batch_size: int = Field(64, ge=1, description="Prompts per batch when generating reference samples.")
+    ref_sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig, description="Sampler, steps and guidance of the reference samples."
+    )
+    checkpoint_every: int = Field(10, ge=1, description="Save resumable state every N updates.")
+    max_bad_steps: int = Field(
+        5, ge=1, description="Stop after this many consecutive NaN/Inf losses (last good state kept)."
+    )
+    log_every: int = Field(1, ge=1, description="Log metrics every N updates.")
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "TrainConfig":
+        if self.lr_warmup >= self.updates_per_round * self.rounds:
+            raise ValueError(
+                f"lr_warmup={self.lr_warmup} is not shorter than the run "
+                f"({self.rounds} rounds x {self.updates_per_round} updates): the learning rate would "
+                "never reach train.lr"
+            )
+        return self
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -157,6 +300,9 @@ class Params(_Section):
     base_samples: BaseSamplesConfig = Field(
         default_factory=BaseSamplesConfig, description=BaseSamplesConfig.__doc__
     )
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description=IngestConfig.__doc__)
+    cache: CacheConfig = Field(default_factory=CacheConfig, description=CacheConfig.__doc__)
+    train: TrainConfig = Field(default_factory=TrainConfig, description=TrainConfig.__doc__)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":

@@ -109,6 +109,10 @@ def train_unet(cfg: BaseModelConfig, latents, cond, caption_index: np.ndarray, l
         c_idx = cap_idx[idx].clone()
         c_idx[torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout] = empty
         noise = torch.randn(z0.shape, generator=gen)
+        if cfg.noise_offset > 0:
+            # Offset noise: lets the model move an image's mean (here: its background colour),
+            # which plain epsilon prediction learns very slowly at high noise levels.
+            noise = noise + cfg.noise_offset * torch.randn((len(z0), z0.shape[1], 1, 1), generator=gen)
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
         zt = sched.add_noise(z0, noise, t)
         pred = unet(zt, t, cond[c_idx]).sample

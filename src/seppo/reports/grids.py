@@ -22,7 +22,7 @@ def save_grid(
     n = len(images)
     cols = min(cols, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 2.0), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 2.3), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img, t in zip(axes.ravel(), images, titles):
@@ -30,7 +30,7 @@ def save_grid(
         ax.set_title("\n".join(textwrap.wrap(t, 22)), fontsize=5.5)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     with atomic_path(path) as tmp:
         # No date or version in the metadata: identical inputs give identical bytes.
         fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})

@@ -1,0 +1,1 @@
+"""Data: sources, ingest with quarantine, validation, latent caches."""
