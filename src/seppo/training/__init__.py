@@ -1,0 +1,1 @@
+"""Training: losses, reference selection, reference samples, the round trainer."""

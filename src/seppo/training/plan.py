@@ -1,0 +1,102 @@
+"""Where each round's files live, and which winners a round trains on (pure, shared by stages).
+
+  theta_0            models/base/                       (the base_model stage)
+  theta_k            models/round_k/                    (a StableDiffusionPipeline folder)
+  selection          runs/round_k/reference.json
+  reference samples  data/refsamples/round_k/
+  training logs      runs/round_k/live/                 (DVCLive)
+  resumable state    runs/state/round_k/                (not DVC-tracked; removed when the round ends)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = Path(".")
+
+    def checkpoint(self, k: int) -> Path:
+        return self.root / ("models/base" if k == 0 else f"models/round_{k}")
+
+    def bank(self, k: int) -> list[Path]:
+        """The bank available to round k: theta_0 .. theta_{k-1}."""
+        return [self.checkpoint(j) for j in range(k)]
+
+    def selection(self, k: int) -> Path:
+        return self.root / f"runs/round_{k}/reference.json"
+
+    def refsamples(self, k: int) -> Path:
+        return self.root / f"data/refsamples/round_{k}"
+
+    def live(self, k: int) -> Path:
+        return self.root / f"runs/round_{k}/live"
+
+    def state(self, k: int) -> Path:
+        return self.root / f"runs/state/round_{k}"
+
+    def metrics(self, k: int) -> Path:
+        return self.root / f"reports/metrics/round_{k}.json"
+
+
+def _seed(*parts) -> int:
+    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:
+    return updates * micro_batch * grad_accum * processes
+
+
+def round_rows(n_rows: int, round_k: int, per_round: int, seed: int) -> np.ndarray:
+    """Winner rows of round k: slice [(k-1)N, kN) of an endless stream of seeded permutations.
+
+    Deterministic in (n_rows, k, N, seed), so the reference-sample stage and the training stage
+    agree on the rows without talking to each other, and a resumed run sees the same data.
+    """
+    if n_rows < 1:
+        raise ValueError("no winners to train on")
+    start, stop = (round_k - 1) * per_round, round_k * per_round
+    out = []
+    for epoch in range(start // n_rows, (stop - 1) // n_rows + 1):
+        perm = np.random.default_rng(_seed("order", seed, epoch)).permutation(n_rows)
+        lo, hi = max(start - epoch * n_rows, 0), min(stop - epoch * n_rows, n_rows)
+        out.append(perm[lo:hi])
+    return np.concatenate(out)
+
+
+def noise_seed(seed: int, round_k: int, update: int, micro: int) -> int:
+    """Seed of the noise and timesteps of one micro-batch (global, so process layout does not matter)."""
+    return _seed("noise", seed, round_k, update, micro)
+
+
+def ref_sample_keys(captions: list[str], uids: list[str], mode: str, per_prompt: int, round_k: int,
+                    seed: int) -> tuple[list[int], list[str], list[int]]:
+    """Which reference sample each position of a round uses.
+
+    Returns (sample index per position, prompt per sample, seed per sample). ``per_winner``: one
+    sample per position (a fresh sample per winner occurrence). ``per_prompt``: ``per_prompt``
+    samples per unique caption; a caption's i-th occurrence uses sample i mod per_prompt.
+    """
+    if mode == "per_winner":
+        seeds = [_seed("ref", seed, round_k, pos, uid) for pos, uid in enumerate(uids)]
+        return list(range(len(uids))), list(captions), seeds
+    if mode != "per_prompt":
+        raise ValueError(f"unknown ref_samples mode {mode!r}")
+    first: dict[str, int] = {}
+    prompts, seeds, index, seen = [], [], [], {}
+    for cap in captions:
+        if cap not in first:
+            first[cap] = len(prompts)
+            for j in range(per_prompt):
+                prompts.append(cap)
+                seeds.append(_seed("ref", seed, round_k, cap, j))
+        occ = seen.get(cap, 0)
+        seen[cap] = occ + 1
+        index.append(first[cap] + occ % per_prompt)
+    return index, prompts, seeds

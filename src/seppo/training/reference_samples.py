@@ -1,0 +1,111 @@
+"""Round k, steps 1 and 2: SELECT the reference checkpoint, GENERATE its reference samples.
+
+The same checkpoint does both jobs (docs/seppo.md, section 3): the trainer reads the selection
+written here and loads that checkpoint's UNet as the reference. Samples stay in latent space,
+are generated in large batches once per round, with the real prompt (no dropout), and each has its
+own seeded generator, so a sample does not depend on batch size or process count.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import TrainConfig
+from ..data.cache import LatentCache
+from ..io_utils import atomic_dir, write_json
+from .plan import Layout, ref_sample_keys, round_rows, samples_per_round
+from .selection import select_reference, selection_rng
+
+
+def run_select(cfg: TrainConfig, k: int, layout: Layout) -> dict:
+    bank = [str(p) for p in layout.bank(k)]
+    missing = [b for b in bank if not (Path(b) / "model_index.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"round {k}: bank checkpoints missing: {missing} (run the earlier rounds)")
+    if cfg.loss == "seppo":
+        strategy = cfg.strategy
+    else:  # the baselines' reference: theta_0 for dpo (Diffusion-DPO), none needed for sft
+        strategy = "first"
+    j = select_reference(bank, strategy, selection_rng(cfg.seed, k))
+    record = {"round": k, "loss": cfg.loss, "strategy": strategy, "seed": cfg.seed,
+              "rng": f"selection_rng(seed={cfg.seed}, round={k})", "bank": bank, "index": j,
+              "reference": bank[j]}
+    write_json(layout.selection(k), record)
+    return record
+
+
+def round_plan(cfg: TrainConfig, k: int, cache: LatentCache, processes: int = 1):
+    n = samples_per_round(cfg.updates_per_round, cfg.micro_batch, cfg.grad_accum, processes)
+    return round_rows(len(cache), k, n, cfg.seed)
+
+
+def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch_size: int):
+    """Latents (N, C, h, w) in the scaled latent space of the training cache."""
+    import torch
+
+    from ..models.pipeline import set_sampler
+
+    set_sampler(pipe, sampling.sampler)
+    pipe.set_progress_bar_config(disable=True)
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds[i : i + batch_size]]
+        with torch.no_grad():
+            lat = pipe(prompts[i : i + batch_size], num_inference_steps=sampling.steps,
+                       guidance_scale=sampling.guidance, generator=gens, output_type="latent").images
+        out.append(lat.float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, processes: int = 1) -> dict:
+    from safetensors.torch import save_file
+
+    selection = json.loads(layout.selection(k).read_text())
+    out = layout.refsamples(k)
+    cache = LatentCache(cache_dir)
+    rows = round_plan(cfg, k, cache, processes)
+    settings = {"round": k, "checkpoint": selection["reference"], "mode": cfg.ref_samples,
+                "per_prompt": cfg.ref_samples_per_prompt, **cfg.ref_sampling.model_dump(),
+                "rows": len(rows)}
+    with atomic_dir(out) as tmp:
+        if cfg.loss != "seppo":
+            settings["note"] = f"train.loss={cfg.loss} reads no reference samples"
+            write_json(tmp / "settings.json", settings)
+            return settings
+        captions = [cache.captions[c] for c in cache.caption_id[rows]]
+        uids = cache.index.winner_uid.to_numpy()[rows].tolist()
+        index, prompts, seeds = ref_sample_keys(captions, uids, cfg.ref_samples,
+                                                cfg.ref_samples_per_prompt, k, cfg.seed)
+        from ..models.pipeline import load_pipeline
+
+        import torch
+
+        pipe = load_pipeline(selection["reference"])
+        if torch.cuda.is_available():
+            pipe.to("cuda", torch.float16)
+        t0 = time.perf_counter()
+        lat = generate_latents(pipe, prompts, seeds, cfg.ref_sampling, cfg.ref_batch_size)
+        seconds = time.perf_counter() - t0
+        save_file({"latents": lat.contiguous()}, str(tmp / "latents.safetensors"))
+        pd.DataFrame({"position": np.arange(len(rows)), "row": rows, "sample": index}).to_parquet(
+            tmp / "index.parquet", index=False)
+        pd.DataFrame({"sample": np.arange(len(prompts)), "prompt": prompts,
+                      "seed": np.array(seeds, dtype=np.int64)}).to_parquet(tmp / "samples.parquet", index=False)
+        settings.update(samples=len(prompts), seconds=round(seconds, 2),
+                        samples_per_second=round(len(prompts) / max(seconds, 1e-9), 2))
+        write_json(tmp / "settings.json", settings)
+    return settings
+
+
+def load_refsamples(folder: Path):
+    """(latents per position (N, C, h, w), rows per position) of a round."""
+    from safetensors.torch import load_file
+
+    idx = pd.read_parquet(folder / "index.parquet")
+    lat = load_file(str(folder / "latents.safetensors"))["latents"]
+    return lat[idx["sample"].to_numpy()], idx["row"].to_numpy()
