@@ -171,3 +171,7 @@ def check_params(params: Path = PARAMS) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m seppo.cli`
+    main()

@@ -104,8 +104,9 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, pr
 
 def load_refsamples(folder: Path):
     """(latents per position (N, C, h, w), rows per position) of a round."""
+    import torch
     from safetensors.torch import load_file
 
     idx = pd.read_parquet(folder / "index.parquet")
     lat = load_file(str(folder / "latents.safetensors"))["latents"]
-    return lat[idx["sample"].to_numpy()], idx["row"].to_numpy()
+    return lat[torch.from_numpy(idx["sample"].to_numpy().copy())], idx["row"].to_numpy()

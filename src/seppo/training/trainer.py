@@ -174,7 +174,7 @@ def _trim_live(live_dir: Path, keep_below: int) -> None:
     """Drop DVCLive rows logged after the state we resume from (they will be logged again)."""
     for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv") if live_dir.exists() else []:
         lines = tsv.read_text().splitlines()
-        kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[1]) < keep_below]
+        kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[0]) < keep_below]
         tsv.write_text("\n".join(kept) + "\n")
 
 
@@ -261,7 +261,7 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
                 finite = finite and bool(torch.isfinite(loss))
                 if finite:
                     acc.backward(loss / cfg.grad_accum)
-            for key, v in {"loss": float(loss), **stats.as_dict()}.items():
+            for key, v in {"loss": float(loss.detach()), **stats.as_dict()}.items():
                 sums[key] = sums.get(key, 0.0) + v / cfg.grad_accum
         flag = torch.tensor(1.0 if finite else 0.0, device=acc.device)
         finite = bool(acc.reduce(flag, "min")) if P > 1 else finite
