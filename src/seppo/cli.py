@@ -161,6 +161,40 @@ def train(
         raise typer.Exit(1) from None
 
 
+@app.command("eval-generate")
+def eval_generate(
+    params: Path = PARAMS,
+    checkpoint: Path = typer.Option(..., help="Pipeline folder (models/base, models/round_k)."),
+    name: str = typer.Option(..., help="Name of the checkpoint in tables: base, round_1, ..."),
+    out: Path = typer.Option(None, help="Output folder; default data/eval/<name>."),
+    world_prompts: Path = typer.Option(Path("data/world/prompts.parquet"), help="Embedded prompts."),
+) -> None:
+    """Generate the evaluation images of one checkpoint (once per prompt and seed)."""
+    from .evaluation.generate import run_eval_generate
+
+    _show(run_eval_generate(_params(params).evaluate, checkpoint, name, out or Path("data/eval") / name,
+                            world_prompts))
+
+
+@app.command()
+def evaluate(
+    params: Path = PARAMS,
+    images: list[Path] = typer.Option(..., "--images", help="Folders from eval-generate, base first."),
+    out: Path = typer.Option(Path("reports/eval"), help="Scores table, summary and grid."),
+    metrics: Path = typer.Option(Path("reports/metrics/eval.json"), help="Metrics JSON."),
+    plots: Path = typer.Option(Path("reports/plots/eval_rounds.csv"), help="Per-round curves."),
+) -> None:
+    """Score every checkpoint's images with every configured scorer; means, CIs, win rates."""
+    from .evaluation.scorers import MissingWeights
+    from .evaluation.stage import run_evaluate
+
+    try:
+        _show(run_evaluate(_params(params).evaluate, images, out, metrics, plots))
+    except MissingWeights as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate a params file and print it with every default filled in."""

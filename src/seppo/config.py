@@ -290,6 +290,47 @@ class TrainConfig(_Section):
         return self
 
 
+class ScorerModels(_Section):
+    """Where each scorer's weights are: local paths, or Hub ids looked up in the local HF cache."""
+
+    pickscore_model: str | None = Field("yuvalkirstain/PickScore_v1", description="PickScore CLIP-H model.")
+    pickscore_processor: str | None = Field(
+        "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", description="PickScore's processor (tokenizer + image).")
+    clip_model: str | None = Field(
+        "openai/clip-vit-large-patch14", description="CLIP-L/14 for clip_l14_x100 and the aesthetic head.")
+    aesthetic_head: str | None = Field(
+        None, description="LAION improved-aesthetic-predictor weights (sac+logos+ava1-l14-linearMSE.pth), "
+        "a local file or 'org/repo::file'.")
+    hps_v20_checkpoint: str | None = Field(None, description="HPS_v2_compressed.pt (local or 'org/repo::file').")
+    hps_v21_checkpoint: str | None = Field(
+        "xswu/HPSv2::HPS_v2.1_compressed.pt", description="HPS_v2.1_compressed.pt (local or 'org/repo::file').")
+    hps_architecture: str = Field("ViT-H-14", description="open_clip architecture of the HPS model.")
+
+
+class EvaluateConfig(_Section):
+    """Evaluation of theta_0 and every round: generation once per (checkpoint, prompt, seed), scores, CIs."""
+
+    prompts: str = Field(
+        "embedded",
+        description="'embedded' (the world's held-out prompts), a .txt/.csv/.tsv/.parquet/.json/.jsonl "
+        "file, or a `datasets` folder / Hub id (e.g. Pick-a-Pic v2 validation_unique, Parti prompts).",
+    )
+    prompt_column: str = Field("caption", description="Prompt column of a table or dataset source.")
+    split: str | None = Field(None, description="Split of a dataset source (e.g. validation_unique).")
+    max_prompts: int | None = Field(64, ge=1, description="Use the first N prompts; null = all.")
+    seeds: list[int] = Field([0, 1], min_length=1, description="Seeds per prompt (one generator per image).")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampler settings.")
+    batch_size: int = Field(64, ge=1, description="Images per generation / scoring batch.")
+    scorers: list[str] = Field(
+        ["shapeland_utility"], min_length=1,
+        description="Scorer names: shapeland_utility, pickscore_x100, hps_v20_x100, hps_v21_x100, "
+        "clip_l14_x100, aesthetic_laion.")
+    models: ScorerModels = Field(default_factory=ScorerModels, description=ScorerModels.__doc__)
+    n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (over prompts).")
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+    grid_prompts: int = Field(8, ge=1, description="Prompts in the base-vs-rounds image grid.")
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -303,6 +344,7 @@ class Params(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig, description=IngestConfig.__doc__)
     cache: CacheConfig = Field(default_factory=CacheConfig, description=CacheConfig.__doc__)
     train: TrainConfig = Field(default_factory=TrainConfig, description=TrainConfig.__doc__)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description=EvaluateConfig.__doc__)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":

@@ -1,0 +1,1 @@
+"""Evaluation: prompt sets, image generation per (checkpoint, prompt, seed), scorers, statistics."""
