@@ -25,6 +25,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	touch $(STAMP)
 
 repro: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/seppo plan
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)

@@ -195,6 +195,23 @@ def evaluate(
         raise typer.Exit(2) from None
 
 
+@app.command()
+def plan(params: Path = PARAMS, out: Path = typer.Option(Path("dvc.yaml"), help="Where to write.")) -> None:
+    """Write dvc.yaml from params (one select/refsamples/train stage per round)."""
+    from .dvc_plan import write
+
+    changed = write(_params(params), out)
+    typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
+
+
+@app.command()
+def report(params: Path = PARAMS, root: Path = ROOT) -> None:
+    """Regenerate reports/report.md and reports/report.html from tracked outputs only."""
+    from .reports.build import run_report
+
+    _show(run_report(_params(params), root))
+
+
 @app.command("check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate a params file and print it with every default filled in."""

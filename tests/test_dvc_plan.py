@@ -1,0 +1,48 @@
+"""dvc.yaml is generated from params: committed copy up to date, rounds re-plan the graph."""
+
+from pathlib import Path
+
+import yaml
+
+from seppo.config import load_params, parse_params
+from seppo.dvc_plan import build, render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_dvc_yaml_is_what_params_generate():
+    params = load_params(ROOT / "params.yaml")
+    assert (ROOT / "dvc.yaml").read_text() == render(params), "dvc.yaml is stale: run `seppo plan`"
+
+
+def test_rounds_replan_the_graph_and_chain_the_bank():
+    g2 = build(parse_params({"train": {"rounds": 2}}))["stages"]
+    g4 = build(parse_params({"train": {"rounds": 4}}))["stages"]
+    assert [s for s in g2 if s.startswith("train_")] == ["train_1", "train_2"]
+    assert [s for s in g4 if s.startswith("train_")] == ["train_1", "train_2", "train_3", "train_4"]
+    t3 = g4["train_3"]
+    assert {"models/base", "models/round_1", "models/round_2"} <= set(t3["deps"])
+    assert "models/round_3" not in t3["deps"] and t3["outs"][0] == "models/round_3"
+    assert g4["select_1"]["deps"][0] == "models/base"
+    assert g4["evaluate"]["cmd"].count("--images") == 5
+    assert "evaluate" not in g4["eval_round_2"]["params"]  # scorers changes do not regenerate images
+
+
+def test_every_output_is_produced_by_exactly_one_stage():
+    stages = build(parse_params({"train": {"rounds": 3}}))["stages"]
+    outs = []
+    for s in stages.values():
+        for o in s.get("outs", []) + s.get("metrics", []) + s.get("plots", []):
+            outs.append(o if isinstance(o, str) else next(iter(o)))
+    assert len(outs) == len(set(outs))
+    produced = set(outs)
+    for name, s in stages.items():  # every data dep is produced upstream (or is source code)
+        for d in s["deps"]:
+            if not d.startswith("src/"):
+                assert any(d == o or d.startswith(o + "/") for o in produced), (name, d)
+
+
+def test_yaml_is_valid_for_dvc():
+    text = render(parse_params({}))
+    data = yaml.safe_load(text)
+    assert set(data) == {"stages", "plots"}
