@@ -196,11 +196,34 @@ def evaluate(
 
 
 @app.command()
-def plan(params: Path = PARAMS, out: Path = typer.Option(Path("dvc.yaml"), help="Where to write.")) -> None:
+def plan(
+    params: Path = PARAMS,
+    out: Path = typer.Option(Path("dvc.yaml"), help="Where to write."),
+    set_: list[str] = typer.Option([], "--set", help="key=value params overrides (as `dvc exp run -S`)."),
+) -> None:
     """Write dvc.yaml from params (one select/refsamples/train stage per round)."""
+    import yaml
+
+    from .config import ConfigError, parse_params
     from .dvc_plan import write
 
-    changed = write(_params(params), out)
+    if set_:
+        data = yaml.safe_load(params.read_text()) or {}
+        for item in set_:
+            key, _, value = item.partition("=")
+            cur = data
+            *parents, leaf = key.split(".")
+            for part in parents:
+                cur = cur.setdefault(part, {})
+            cur[leaf] = yaml.safe_load(value)
+        try:
+            p = parse_params(data, f"{params} with {set_}")
+        except ConfigError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+    else:
+        p = _params(params)
+    changed = write(p, out)
     typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
 
 

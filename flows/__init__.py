@@ -1,0 +1,1 @@
+"""Prefect flows of the seppo pipeline (they call the DVC stages)."""

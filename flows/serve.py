@@ -1,0 +1,35 @@
+"""Serve the pipeline as a Prefect deployment, so runs can be started from the UI or the CLI.
+
+    prefect server start --host 127.0.0.1 --port 4200          # terminal 1 (local only)
+    export PREFECT_API_URL=http://127.0.0.1:4200/api
+    python -m flows.serve                                       # terminal 2, from the project root
+    prefect deployment run 'seppo-pipeline/seppo' -p overrides='{"train.lr": 3e-5}'
+
+A run with `overrides` is recorded as a DVC experiment (`dvc exp show`); without, it is `dvc repro`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flows.pipeline import seppo_pipeline
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", default="seppo", help="Deployment name.")
+    ap.add_argument("--project-dir", default=str(Path(".").resolve()), help="The DVC project to run in.")
+    ap.add_argument("--no-replan", action="store_true", help="Keep the project's own dvc.yaml.")
+    args = ap.parse_args()
+    seppo_pipeline.serve(
+        name=args.name,
+        parameters={"overrides": {}, "experiment_name": None, "stages": None, "project_dir": args.project_dir,
+                    "replan": not args.no_replan},
+        description="SePPO pipeline over DVC; overrides (params key -> value) run as a DVC experiment.",
+        tags=["seppo"],
+    )
+
+
+if __name__ == "__main__":
+    main()
