@@ -134,8 +134,8 @@ class BaseModelConfig(_Section):
 class SamplingConfig(_Section):
     """How images are sampled from a pipeline: written next to every number that uses them."""
 
-    sampler: Literal["ddim", "ddpm", "euler", "dpmpp_2m"] = Field(
-        "ddim", description="Scheduler used for sampling."
+    sampler: Literal["ddim", "ddpm", "euler", "dpmpp_2m", "pndm"] = Field(
+        "ddim", description="Scheduler used for sampling (pndm is SD1.5's pipeline default)."
     )
     steps: int = Field(20, ge=1, description="Denoising steps.")
     guidance: float = Field(7.5, ge=1.0, description="Classifier-free guidance scale.")
@@ -273,6 +273,12 @@ class TrainConfig(_Section):
     ref_sampling: SamplingConfig = Field(
         default_factory=SamplingConfig, description="Sampler, steps and guidance of the reference samples."
     )
+    processes: int = Field(
+        1, ge=1, description="Training processes (GPUs) the accelerate config launches; sizes each round "
+        "(effective batch = processes x micro_batch x grad_accum) and is checked at start.")
+    accelerate_config: str | None = Field(
+        None, description="A file in configs/accelerate/ to launch training with (`accelerate launch`); "
+        "null runs one plain process.")
     checkpoint_every: int = Field(10, ge=1, description="Save resumable state every N updates.")
     max_bad_steps: int = Field(
         5, ge=1, description="Stop after this many consecutive NaN/Inf losses (last good state kept)."

@@ -71,8 +71,10 @@ def build(params: Params) -> dict:
             "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *training_src,
                      "src/seppo/models/pipeline.py"],
             "params": ["train"], "outs": [f"data/refsamples/round_{k}"]}
+        launch = (f"accelerate launch --config_file {params.train.accelerate_config} -m seppo.cli"
+                  if params.train.accelerate_config else "seppo")
         st[f"train_{k}"] = {
-            "cmd": f"seppo train --round {k}",
+            "cmd": f"{launch} train --round {k}",
             "deps": [f"runs/round_{k}/reference.json", f"data/refsamples/round_{k}", "data/cache", *bank,
                      "src/seppo/training"],
             "params": ["train"],

@@ -18,6 +18,7 @@ SCHEDULERS = {
     "ddpm": "DDPMScheduler",
     "euler": "EulerDiscreteScheduler",
     "dpmpp_2m": "DPMSolverMultistepScheduler",
+    "pndm": "PNDMScheduler",
 }
 
 

@@ -62,13 +62,13 @@ def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, processes: int = 1) -> dict:
+def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) -> dict:
     from safetensors.torch import save_file
 
     selection = json.loads(layout.selection(k).read_text())
     out = layout.refsamples(k)
     cache = LatentCache(cache_dir)
-    rows = round_plan(cfg, k, cache, processes)
+    rows = round_plan(cfg, k, cache, cfg.processes)
     settings = {"round": k, "checkpoint": selection["reference"], "mode": cfg.ref_samples,
                 "per_prompt": cfg.ref_samples_per_prompt, **cfg.ref_sampling.model_dump(),
                 "rows": len(rows)}

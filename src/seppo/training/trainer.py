@@ -187,6 +187,9 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
     selection = json.loads(layout.selection(k).read_text())
     acc = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
     P, rank = acc.num_processes, acc.process_index
+    if P != cfg.processes:
+        raise ValueError(f"launched with {P} processes but train.processes={cfg.processes}: the round's "
+                         "winners and reference samples are sized by train.processes; make them agree")
     policy_dir = layout.checkpoint(k - 1)
     ref_dir = Path(selection["reference"])
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
@@ -263,8 +266,12 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
                     acc.backward(loss / cfg.grad_accum)
             for key, v in {"loss": float(loss.detach()), **stats.as_dict()}.items():
                 sums[key] = sums.get(key, 0.0) + v / cfg.grad_accum
-        flag = torch.tensor(1.0 if finite else 0.0, device=acc.device)
-        finite = bool(acc.reduce(flag, "min")) if P > 1 else finite
+        if P > 1:  # every process skips together; logged stats are means over all processes
+            flag = torch.tensor(1.0 if finite else 0.0, device=acc.device)
+            finite = bool(acc.reduce(flag, "min").item())
+            keys = sorted(sums)
+            vals = acc.reduce(torch.tensor([sums[k] for k in keys], device=acc.device, dtype=torch.float64), "mean")
+            sums = dict(zip(keys, vals.tolist()))
         lr_now = cfg.lr * lr_factor(cfg, (k - 1) * cfg.updates_per_round + update)
         if finite:
             bad = 0
