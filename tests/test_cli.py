@@ -43,3 +43,24 @@ def test_check_params_prints_defaults(tmp_path):
     result = runner.invoke(app, ["check-params", "--params", str(p)])
     assert result.exit_code == 0
     assert yaml.safe_load(result.output)["world"]["seed"] == 7
+
+
+def test_paper_preset_applies_and_replans(tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from seppo.cli import app
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["preset", str(root / "configs/sd15-pickapic.yaml")])
+    assert res.exit_code == 0, res.output
+    p = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert p["train"]["beta"] == 2000.0 and p["train"]["grad_accum"] == 256 and p["train"]["processes"] == 8
+    assert p["evaluate"]["sampling"] == {"sampler": "pndm", "steps": 50, "guidance": 7.5}
+    assert p["evaluate"]["models"]["hps_v21_checkpoint"]  # untouched keys of a nested section survive
+    dvc = (tmp_path / "dvc.yaml").read_text()
+    assert "train_7:" in dvc and "accelerate launch --config_file configs/accelerate/multi_gpu.yaml" in dvc

@@ -178,3 +178,40 @@ def test_generate_once_then_score_every_checkpoint(tiny_pipeline_dir, tiny_clip,
     assert res["settings"]["steps"] == 2 and res["settings"]["seeds"] == [0, 1]
     plots = pd.read_csv(tmp_path / "plots.csv")
     assert set(plots.metric) == {"shapeland_utility", "pickscore_x100"} and (tmp_path / "out/grid.png").exists()
+
+
+def test_imagereward_checkpoint_through_the_real_blip_code(tmp_path):
+    from seppo.evaluation.scorers.imagereward import IR_MEAN, IR_STD, build_model
+
+    words = sorted({w for p in PROMPTS for w in p.split()})
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
+    med = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu",
+           "hidden_dropout_prob": 0.0, "hidden_size": 32, "initializer_range": 0.02, "intermediate_size": 37,
+           "layer_norm_eps": 1e-12, "max_position_embeddings": 64, "model_type": "bert", "num_attention_heads": 2,
+           "num_hidden_layers": 2, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": len(words) + 7,
+           "encoder_width": 768, "add_cross_attention": True}
+    (tmp_path / "med_config.json").write_text(json.dumps(med))
+    torch.manual_seed(0)
+    model = build_model(tmp_path / "med_config.json", vit="base")
+    for p in model.mlp.parameters():  # released init gives ~0 everywhere; make scores differ
+        torch.nn.init.normal_(p, std=0.2)
+    torch.save(model.state_dict(), tmp_path / "ImageReward.pt")
+    (ir,) = build_scorers(["imagereward"], {"imagereward_checkpoint": str(tmp_path / "ImageReward.pt"),
+                                            "imagereward_med_config": str(tmp_path / "med_config.json"),
+                                            "imagereward_tokenizer": str(tmp_path / "tok"),
+                                            "imagereward_vit": "base"}, batch_size=2)
+    s = ir.score(IMAGES, PROMPTS)
+    assert ir.name == "imagereward" and s.shape == (5,) and np.isfinite(s).all() and s.std() > 0
+    # one image through the package's own single-image path gives the same number
+    from PIL import Image
+
+    x = ir.preprocess(Image.fromarray(IMAGES[1])).unsqueeze(0)
+    t = ir.tok([PROMPTS[1]], padding="max_length", truncation=True, max_length=35, return_tensors="pt")
+    with torch.no_grad():
+        emb = ir.model.blip.visual_encoder(x)
+        h = ir.model.blip.text_encoder(t.input_ids, attention_mask=t.attention_mask, encoder_hidden_states=emb,
+                                       encoder_attention_mask=torch.ones(emb.shape[:-1], dtype=torch.long),
+                                       return_dict=True).last_hidden_state[:, 0, :]
+        one = ((ir.model.mlp(h) - IR_MEAN) / IR_STD).item()
+    assert s[1] == pytest.approx(one, rel=1e-4, abs=1e-5)

@@ -235,6 +235,36 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     _show(run_report(_params(params), root))
 
 
+@app.command()
+def preset(
+    file: Path = typer.Argument(..., help="A preset of params overrides, e.g. configs/sd15-pickapic.yaml."),
+    params: Path = PARAMS,
+) -> None:
+    """Merge a preset into params.yaml (validated first; written atomically) and re-plan dvc.yaml."""
+    import yaml
+
+    from .config import ConfigError, parse_params
+    from .dvc_plan import write
+    from .io_utils import atomic_path
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(out.get(k) or {}, v) if isinstance(v, dict) else v
+        return out
+
+    data = merge(yaml.safe_load(params.read_text()) or {}, yaml.safe_load(file.read_text()) or {})
+    try:
+        p = parse_params(data, f"{params} + {file}")
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    with atomic_path(params) as tmp:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    write(p)
+    typer.echo(f"{params}: preset {file} applied; dvc.yaml re-planned ({p.train.rounds} rounds)")
+
+
 @app.command("check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate a params file and print it with every default filled in."""

@@ -311,6 +311,13 @@ class ScorerModels(_Section):
     hps_v21_checkpoint: str | None = Field(
         "xswu/HPSv2::HPS_v2.1_compressed.pt", description="HPS_v2.1_compressed.pt (local or 'org/repo::file').")
     hps_architecture: str = Field("ViT-H-14", description="open_clip architecture of the HPS model.")
+    imagereward_checkpoint: str | None = Field(
+        "THUDM/ImageReward::ImageReward.pt", description="ImageReward.pt (local or 'org/repo::file').")
+    imagereward_med_config: str | None = Field(
+        "THUDM/ImageReward::med_config.json", description="BLIP med config json of ImageReward.")
+    imagereward_tokenizer: str | None = Field(
+        "google-bert/bert-base-uncased", description="Folder with bert-base-uncased's vocab.txt.")
+    imagereward_vit: Literal["large", "base"] = Field("large", description="BLIP ViT size (large as released).")
 
 
 class EvaluateConfig(_Section):
@@ -330,7 +337,7 @@ class EvaluateConfig(_Section):
     scorers: list[str] = Field(
         ["shapeland_utility"], min_length=1,
         description="Scorer names: shapeland_utility, pickscore_x100, hps_v20_x100, hps_v21_x100, "
-        "clip_l14_x100, aesthetic_laion.")
+        "imagereward, clip_l14_x100, aesthetic_laion.")
     models: ScorerModels = Field(default_factory=ScorerModels, description=ScorerModels.__doc__)
     n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (over prompts).")
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")

@@ -1,0 +1,87 @@
+"""One SePPO optimizer step vs the unavoidable work measured in isolation, in one run.
+
+Unavoidable: one policy forward+backward on 2B latents and one reference forward on 2B.
+Step: what the trainer does per update (noising, fused forwards, loss, anchor sign, backward,
+grad clipping, AdamW). Target: step / unavoidable <= 1.15. Uses the tiny SD UNet of
+`models/base` if present, else a random one of the same architecture.
+    python benchmarks/bench_step.py [--batch 8 --repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=Path("models/base"))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from seppo.config import TrainConfig
+    from seppo.models import components
+    from seppo.training.trainer import compute_loss
+
+    if (args.model / "unet").exists():
+        load = lambda: UNet2DConditionModel.from_pretrained(args.model, subfolder="unet")  # noqa: E731
+        sched = DDPMScheduler.from_pretrained(args.model, subfolder="scheduler")
+    else:
+        load = lambda: components.unet([32, 64], 1, 8, 64, 0)  # noqa: E731
+        sched = components.train_scheduler()
+    policy, ref = load().train(), load().eval().requires_grad_(False)
+    c = policy.config
+    B, s = args.batch, c.sample_size
+    g = torch.Generator().manual_seed(0)
+    z_w, z_r = torch.randn(B, c.in_channels, s, s, generator=g), torch.randn(B, c.in_channels, s, s, generator=g)
+    cond = torch.randn(B, 32, c.cross_attention_dim, generator=g)
+    noise, t = torch.randn(B, c.in_channels, s, s, generator=g), torch.randint(0, 1000, (B,), generator=g)
+    x2, t2, c2 = torch.cat([z_w, z_r]), torch.cat([t, t]), torch.cat([cond, cond])
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-7)
+    cfg = TrainConfig()
+
+    def unavoidable():
+        out = policy(x2, t2, c2).sample
+        out.float().pow(2).mean().backward()
+        with torch.no_grad():
+            ref(x2, t2, c2)
+        policy.zero_grad(set_to_none=True)
+
+    def step():
+        loss, _ = compute_loss(cfg, policy, ref, sched, z_w, z_r, cond, noise, t)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def timeit(fn):
+        for _ in range(3):
+            fn()
+        out = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+        return statistics.median(out)
+
+    # interleave to share machine noise
+    a, b = [], []
+    for _ in range(3):
+        a.append(timeit(unavoidable))
+        b.append(timeit(step))
+    ua, sb = min(a), min(b)
+    print(f"batch {B} winners + {B} reference samples, UNet {sum(p.numel() for p in policy.parameters())/1e6:.2f}M params")
+    print(f"unavoidable (policy fwd+bwd 2B, reference fwd 2B): {ua*1e3:8.1f} ms")
+    print(f"full SePPO optimizer step                        : {sb*1e3:8.1f} ms")
+    print(f"ratio step / unavoidable: {sb / ua:.3f} (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
