@@ -1,0 +1,81 @@
+"""CI validation of the committed results (runs on a clean clone: no DVC cache needed).
+
+- every metrics JSON is present and finite;
+- the evaluation summary recomputed from the committed tidy scores equals the committed metrics
+  (tolerance 1e-9: the bootstrap is seeded);
+- the report regenerated from committed inputs is byte-identical to the committed report;
+- `dvc status report` is clean: the report is not stale with respect to dvc.lock.
+"""
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from seppo.config import load_params
+from seppo.evaluation.stats import bootstrap_mean, paired_win_rate
+from seppo.reports.build import run_report
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-9
+pytestmark = pytest.mark.skipif(not (ROOT / "reports/metrics/eval.json").exists(), reason="no committed run")
+
+
+def _numbers(x, path="$"):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        yield path, x
+
+
+def test_metrics_present_and_finite():
+    params = load_params(ROOT / "params.yaml")
+    names = ["world", "base_model", "base_samples", "ingest", "validate", "cache", "eval"]
+    names += [f"round_{k}" for k in range(1, params.train.rounds + 1)]
+    for n in names:
+        p = ROOT / "reports/metrics" / f"{n}.json"
+        assert p.exists(), f"missing {p}"
+        for where, v in _numbers(json.loads(p.read_text())):
+            assert math.isfinite(v), f"{p}: {where} = {v}"
+
+
+def test_eval_metrics_recompute_from_committed_scores():
+    params = load_params(ROOT / "params.yaml").evaluate
+    committed = json.loads((ROOT / "reports/metrics/eval.json").read_text())["metrics"]
+    scores = pd.read_parquet(ROOT / "reports/eval/scores.parquet")
+    for (ckpt, metric), g in scores.groupby(["checkpoint", "metric"]):
+        wide = g.pivot(index="prompt_id", columns="seed", values="value").sort_index()
+        mean, lo, hi = bootstrap_mean(wide.to_numpy(), params.n_boot, params.seed)
+        c = committed[ckpt][metric]
+        assert abs(c["mean"] - mean) < 1e-6 and abs(c["ci95"][0] - lo) < 1e-6 and abs(c["ci95"][1] - hi) < 1e-6
+        if ckpt != "base":
+            base = scores[(scores.checkpoint == "base") & (scores.metric == metric)]
+            bw = base.pivot(index="prompt_id", columns="seed", values="value").loc[wide.index, wide.columns]
+            w, _, _ = paired_win_rate(wide.to_numpy(), bw.to_numpy(), params.n_boot, params.seed)
+            assert abs(c["win_rate_vs_base"] - w) < 1e-6
+
+
+def test_report_regenerates_byte_identical(tmp_path):
+    params = load_params(ROOT / "params.yaml")
+    shutil.copytree(ROOT / "reports", tmp_path / "reports", ignore=shutil.ignore_patterns("data_docs", "figures"))
+    shutil.copytree(ROOT / "runs", tmp_path / "runs", ignore=shutil.ignore_patterns("state"))
+    run_report(params, tmp_path)
+    for name in ("report.md", "report.html"):
+        assert (tmp_path / "reports" / name).read_bytes() == (ROOT / "reports" / name).read_bytes(), name
+
+
+def test_report_is_not_stale_against_dvc_lock():
+    out = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", "report", "--json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout or "{}")
+    assert "report" not in status, f"report stage is stale: {status.get('report')}"
