@@ -9,27 +9,29 @@ from __future__ import annotations
 import numpy as np
 
 
-def bootstrap_mean(values_by_prompt: np.ndarray, n_boot: int, seed: int, level: float = 0.95):
-    """(mean, lo, hi) of the mean over prompts of per-prompt means; input shape (prompts, seeds)."""
-    v = np.asarray(values_by_prompt, dtype=float).reshape(len(values_by_prompt), -1)
-    per_prompt = v.mean(1)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_prompt), (n_boot, len(per_prompt)))
-    boots = per_prompt[idx].mean(1)
-    a = (1 - level) / 2
-    return float(per_prompt.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+def _by_prompt(values) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return v.reshape(len(v), -1)
 
 
-def paired_win_rate(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, level: float = 0.95):
-    """Share of (prompt, seed) pairs where a beats b (ties count half), with a prompt bootstrap CI."""
-    a = np.asarray(a, dtype=float).reshape(len(a), -1)
-    b = np.asarray(b, dtype=float).reshape(len(b), -1)
-    if a.shape != b.shape:
-        raise ValueError(f"paired win rate needs the same prompts and seeds: {a.shape} vs {b.shape}")
-    wins = (a > b) + 0.5 * (a == b)
-    per_prompt = wins.mean(1)
+def _bootstrap(per_prompt: np.ndarray, n_boot: int, seed: int, level: float) -> tuple[float, float, float]:
+    """(mean, lo, hi): percentile interval of the mean of per-prompt values."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(per_prompt), (n_boot, len(per_prompt)))
     boots = per_prompt[idx].mean(1)
     q = (1 - level) / 2
     return float(per_prompt.mean()), float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q))
+
+
+def bootstrap_mean(values_by_prompt, n_boot: int, seed: int, level: float = 0.95):
+    """(mean, lo, hi) of the mean over prompts of per-prompt means; input shape (prompts, seeds)."""
+    return _bootstrap(_by_prompt(values_by_prompt).mean(1), n_boot, seed, level)
+
+
+def paired_win_rate(a, b, n_boot: int, seed: int, level: float = 0.95):
+    """Share of (prompt, seed) pairs where a beats b (ties count half), with a prompt bootstrap CI."""
+    a, b = _by_prompt(a), _by_prompt(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired win rate needs the same prompts and seeds: {a.shape} vs {b.shape}")
+    wins = (a > b) + 0.5 * (a == b)
+    return _bootstrap(wins.mean(1), n_boot, seed, level)

@@ -141,13 +141,14 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
                       f"{_fmt(win)} | [{_fmt(getattr(r, 'win_ci_low', None))}, {_fmt(getattr(r, 'win_ci_high', None))}] |")
         md.append("")
     if any(rounds):
-        md += ["## Training rounds", "", "| round | reference | mean loss | flip rate | implicit acc | samples/s |",
-               "|---|---|---|---|---|---|"]
+        md += ["## Training rounds", "",
+               "| round | reference | mean loss | flip rate | implicit acc | samples/s | peak RSS (MB) |",
+               "|---|---|---|---|---|---|---|"]
         for r in rounds:
             if r:
                 md.append(f"| {r['round']} | `{r['reference']}` | {_fmt(r.get('mean_loss'), 4)} | "
                           f"{_fmt(r.get('mean_flip_rate'))} | {_fmt(r.get('mean_implicit_acc'))} | "
-                          f"{_fmt(r.get('mean_samples_per_s'), 1)} |")
+                          f"{_fmt(r.get('mean_samples_per_s'), 1)} | {_fmt(r.get('peak_rss_mb'), 0)} |")
         md.append("")
     md += ["## Figures", ""]
     for p in curve_paths + train_paths:

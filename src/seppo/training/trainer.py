@@ -308,8 +308,13 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
     if live is not None:
         live.end()
     acc.wait_for_everyone()
+    import resource
+
     summary = {"round": k, "loss_type": cfg.loss, "reference": str(ref_dir), "policy_init": str(policy_dir),
-               "updates": cfg.updates_per_round, "effective_batch": P * cfg.micro_batch * cfg.grad_accum}
+               "updates": cfg.updates_per_round, "effective_batch": P * cfg.micro_batch * cfg.grad_accum,
+               # peak resident memory of this process (Linux: KiB): the bank stays on disk, so it
+               # must not grow with the round number
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if history:
         for key in ("loss", "flip_rate", "implicit_acc", "d_w", "d_r", "samples_per_s"):
             vals = [h[key] for h in history if math.isfinite(h[key])]
