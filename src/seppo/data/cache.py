@@ -223,9 +223,15 @@ class LatentCache:
         for k in np.unique(self._shard_idx[rows]):
             sel = np.nonzero(self._shard_idx[rows] == k)[0]
             sl = self._shard(int(k)).get_slice("latents")
-            for j in sel:
-                o = int(self._offset[rows[j]])
-                out[j] = sl[o : o + 1]
+            offs = self._offset[rows[sel]].astype(np.int64)
+            lo, hi = int(offs.min()), int(offs.max()) + 1
+            if hi - lo <= 4 * len(sel):  # nearly contiguous: one read, then index
+                block = sl[lo:hi]
+                for j, o in zip(sel, offs):
+                    out[j] = block[o - lo : o - lo + 1]
+            else:
+                for j, o in zip(sel, offs):
+                    out[j] = sl[int(o) : int(o) + 1]
         return torch.cat(out).float()
 
     def all_latents(self) -> "torch.Tensor":  # noqa: F821
