@@ -201,3 +201,16 @@ def test_config_rejects_warmup_longer_than_the_run():
 
     with pytest.raises(ConfigError, match="lr_warmup=200 is not shorter than the run"):
         parse_params({"train": {"lr_warmup": 200, "updates_per_round": 40, "rounds": 3}})
+
+
+def test_lora_round_saves_a_fused_plain_checkpoint(project, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    root = fresh(project, tmp_path)
+    cfg = TrainConfig(**{**TINY, "updates_per_round": 2, "lora_rank": 4, "lr": 1e-2})
+    run_round(cfg, 1, root)
+    unet = UNet2DConditionModel.from_pretrained(root / "models/round_1", subfolder="unet")
+    assert not any("lora" in n for n, _ in unet.named_parameters())  # fused: a plain diffusers UNet
+    w0, w1 = unet_state(root / "models/base"), unet_state(root / "models/round_1")
+    changed = [n for n in w0 if not torch.equal(w0[n], w1[n])]
+    assert changed and all(any(k in n for k in ("to_q", "to_k", "to_v", "to_out")) for n in changed)
