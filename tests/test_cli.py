@@ -64,3 +64,14 @@ def test_paper_preset_applies_and_replans(tmp_path, monkeypatch):
     assert p["evaluate"]["models"]["hps_v21_checkpoint"]  # untouched keys of a nested section survive
     dvc = (tmp_path / "dvc.yaml").read_text()
     assert "train_7:" in dvc and "accelerate launch --config_file configs/accelerate/multi_gpu.yaml" in dvc
+
+
+def test_download_models_fails_offline_without_touching_the_network(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from seppo.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "params.yaml").write_text("evaluate:\n  models:\n    pickscore_model: yuvalkirstain/PickScore_v1\n")
+    res = CliRunner().invoke(app, ["download-models", "--params", str(tmp_path / "params.yaml"), "--scorers-only"])
+    assert res.exit_code != 0  # offline mode: the hub refuses instead of downloading

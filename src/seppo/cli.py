@@ -265,6 +265,32 @@ def preset(
     typer.echo(f"{params}: preset {file} applied; dvc.yaml re-planned ({p.train.rounds} rounds)")
 
 
+@app.command("download-models")
+def download_models(
+    params: Path = PARAMS,
+    scorers_only: bool = typer.Option(False, help="Only the evaluation scorers' weights."),
+) -> None:
+    """Fill the local Hugging Face cache with every Hub id in params (needs network; run when asked).
+
+    Local paths are left alone. Tokens come from the environment (HF_TOKEN) and are never printed.
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    p = _params(params)
+    wanted = [(k, v) for k, v in p.evaluate.models.model_dump().items()
+              if isinstance(v, str) and "/" in v and k != "hps_architecture"]
+    if not scorers_only and p.base_model.source != "embedded":
+        wanted.append(("base_model.source", p.base_model.source))
+    for key, value in wanted:
+        if Path(value.split("::")[0]).exists():
+            typer.echo(f"{key}: local path, skipped")
+            continue
+        repo, _, fname = value.partition("::")
+        path = hf_hub_download(repo, fname) if fname else snapshot_download(
+            repo, revision=p.base_model.revision if key == "base_model.source" else None)
+        typer.echo(f"{key}: {value} -> {path}")
+
+
 @app.command("check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate a params file and print it with every default filled in."""
