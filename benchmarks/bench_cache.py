@@ -30,7 +30,8 @@ def main() -> None:
             raise SystemExit(f"{p} is missing: run `dvc repro cache` first")
 
     from seppo.config import CacheConfig
-    from seppo.data.cache import LatentCache, encode_captions, encode_images, load_encoders, preprocess
+    from seppo.data.cache import LatentCache, encode_images, load_encoders, preprocess
+    from seppo.models.pretrain import encode_text
 
     manifest = json.loads((args.cache / "manifest.json").read_text())
     cfg = CacheConfig(**{k: v for k, v in manifest["policy"].items()})
@@ -45,7 +46,7 @@ def main() -> None:
             part = rows[i : i + args.batch]
             x = np.stack([preprocess(r["image"], cfg.resolution, cfg, r["winner_uid"])[0] for r in part])
             encode_images(vae, x, cfg, [r["winner_uid"] for r in part])
-            encode_captions(tok, te, [r["caption"] for r in part], args.batch)
+            encode_text(tok, te, [r["caption"] for r in part], args.batch)
 
     def load():
         cache = LatentCache(args.cache)

@@ -39,7 +39,8 @@ def main() -> None:
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     from seppo.config import CacheConfig, SamplingConfig, TrainConfig
-    from seppo.data.cache import LatentCache, encode_captions, encode_images, load_encoders, preprocess
+    from seppo.data.cache import LatentCache, encode_images, load_encoders, preprocess
+    from seppo.models.pretrain import encode_text
     from seppo.models.pipeline import load_pipeline
     from seppo.training.losses import per_sample_error, seppo_loss
     from seppo.training.plan import ref_sample_keys, round_rows
@@ -99,7 +100,7 @@ def main() -> None:
             sl = slice(u * args.micro_batch, (u + 1) * args.micro_batch)
             x = np.stack([preprocess(jpeg[k], ccfg.resolution, ccfg, k)[0] for k in uids[sl]])
             z_w = encode_images(vae, x, ccfg, uids[sl])
-            cond = encode_captions(tok, te, captions[sl], args.micro_batch)
+            cond = encode_text(tok, te, captions[sl], args.micro_batch)
             z_r = generate_latents(pipe, captions[sl], seeds[sl], sampling, batch_size=args.micro_batch)
             noise, t = noise_for(u)
             errs = {}

@@ -22,6 +22,17 @@ def _params(path: Path):
         raise typer.Exit(2) from None
 
 
+def _validated(data: dict, source: str):
+    """Params from an in-memory mapping (after overrides), exiting 2 with the error like _params."""
+    from .config import parse_params
+
+    try:
+        return parse_params(data, source)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _show(metrics: dict) -> None:
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 
@@ -204,7 +215,6 @@ def plan(
     """Write dvc.yaml from params (one select/refsamples/train stage per round)."""
     import yaml
 
-    from .config import ConfigError, parse_params
     from .dvc_plan import write
 
     if set_:
@@ -216,11 +226,7 @@ def plan(
             for part in parents:
                 cur = cur.setdefault(part, {})
             cur[leaf] = yaml.safe_load(value)
-        try:
-            p = parse_params(data, f"{params} with {set_}")
-        except ConfigError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from None
+        p = _validated(data, f"{params} with {set_}")
     else:
         p = _params(params)
     changed = write(p, out)
@@ -243,7 +249,6 @@ def preset(
     """Merge a preset into params.yaml (validated first; written atomically) and re-plan dvc.yaml."""
     import yaml
 
-    from .config import ConfigError, parse_params
     from .dvc_plan import write
     from .io_utils import atomic_path
 
@@ -254,11 +259,7 @@ def preset(
         return out
 
     data = merge(yaml.safe_load(params.read_text()) or {}, yaml.safe_load(file.read_text()) or {})
-    try:
-        p = parse_params(data, f"{params} + {file}")
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    p = _validated(data, f"{params} + {file}")
     with atomic_path(params) as tmp:
         tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     write(p)

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from ..config import CacheConfig
 from ..io_utils import atomic_dir, write_json
+from ..models.pretrain import encode_text
 
 _FILTERS = {"bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling values
-_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def row_rng(seed: int, key: str) -> np.random.Generator:
@@ -91,25 +91,13 @@ def encode_images(vae, batch: np.ndarray, cfg: CacheConfig, keys: list[str]):
     return z * vae.config.scaling_factor
 
 
-def encode_captions(tok, te, captions: list[str], batch: int):
-    import torch
-
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(captions), batch):
-            ids = tok(captions[i : i + batch], padding="max_length", max_length=tok.model_max_length,
-                      truncation=True, return_tensors="pt").input_ids
-            out.append(te(ids)[0])
-    return torch.cat(out) if out else torch.zeros(0)
-
-
 def _cache_table(src: Path, uid_col: str, out: Path, vae, resolution: int, cfg: CacheConfig,
                  caption_ids: dict[str, int], extra_cols: tuple[str, ...] = ()) -> int:
     import torch
     from safetensors.torch import save_file
 
     out.mkdir(parents=True)
-    dtype = getattr(torch, _DTYPES[cfg.dtype])
+    dtype = getattr(torch, cfg.dtype)
     index, pending, shard_no, n = [], [], 0, 0
 
     def flush():
@@ -168,8 +156,8 @@ def run_cache(cfg: CacheConfig, ingest_dir: Path, model_dir: Path, out: Path, me
             counts[name] = _cache_table(ingest_dir / f"{name}.parquet", uid_col, tmp / name, vae,
                                         resolution, cfg, caption_ids, extra)
         (tmp / "text").mkdir()
-        hidden = encode_captions(tok, te, unique, cfg.batch_size)
-        dtype = getattr(torch, _DTYPES[cfg.dtype])
+        hidden = encode_text(tok, te, unique, cfg.batch_size) if unique else torch.zeros(0)
+        dtype = getattr(torch, cfg.dtype)
         save_file({"hidden": hidden.to(dtype).contiguous()}, str(tmp / "text" / "embeddings.safetensors"))
         pd.DataFrame({"caption_id": range(len(unique)), "caption": unique}).to_parquet(
             tmp / "text" / "captions.parquet", index=False)

@@ -11,7 +11,6 @@ message when the quarantined share or the unreadable shards exceed the params th
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -140,7 +139,3 @@ def run_validate(cfg: IngestConfig, ingest_dir: Path, docs: Path, out_json: Path
     if problems:
         raise DataQualityError("validate: " + " | ".join(problems))
     return summary
-
-
-def clear(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

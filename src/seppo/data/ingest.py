@@ -111,7 +111,7 @@ class _Writer:
     """A parquet table written in pieces (bounded memory), opened on first use."""
 
     def __init__(self, path: Path, schema: pa.Schema):
-        self.path, self.schema, self.rows, self._w = path, schema, [], None
+        self.schema, self.rows = schema, []
         self._w = pq.ParquetWriter(path, schema)
 
     def add(self, row: dict) -> None:

@@ -32,11 +32,11 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     scorers = build_scorers(cfg.scorers, cfg.models.model_dump(), device, cfg.batch_size)
-    tables, settings = [], {}
+    tables, settings, image_tables = [], {}, {}
     for d in image_dirs:
         s = json.loads((d / "settings.json").read_text())
         settings[s["name"]] = s
-        t = pd.read_parquet(d / "images.parquet")
+        t = image_tables[s["name"]] = pd.read_parquet(d / "images.parquet")
         images = [decode_png(b) for b in t.png]
         for sc in scorers:
             vals = np.asarray(sc.score(images, t.prompt.tolist()), dtype=float)
@@ -67,7 +67,7 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
         summary.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(plots) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6f")
-    _grid(cfg, image_dirs, settings, scores, out / "grid.png")
+    _grid(cfg, image_tables, scores, out / "grid.png")
     first = next(iter(settings.values()))
     result = {
         "settings": {"prompts": cfg.prompts, "split": cfg.split, "n_prompts": first["n_prompts"],
@@ -88,12 +88,11 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
     return result
 
 
-def _grid(cfg, image_dirs, settings, scores, path: Path) -> None:
+def _grid(cfg, tabs: dict[str, pd.DataFrame], scores, path: Path) -> None:
     from ..reports.grids import save_grid
 
-    names = list(settings)
+    names = list(tabs)
     seed = cfg.seeds[0]
-    tabs = {n: pd.read_parquet(d / "images.parquet") for n, d in zip(names, image_dirs)}
     base = tabs[names[0]]
     pids = base[base.seed == seed].prompt_id.tolist()[: cfg.grid_prompts]
     metric = cfg.scorers[0]

@@ -101,7 +101,6 @@ class _Batches:
             by_uid = {u: i for i, u in enumerate(self.winners.index.winner_uid)}
             self.second_rows = rows
             self.rows = np.array([by_uid[u] for u in self.losers.index.winner_uid.to_numpy()[rows]])
-            self.second = None
         else:
             self.rows = round_plan(cfg, k, self.winners, processes)
             self.second = None
@@ -230,8 +229,6 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
         else:
             acc.print(f"round {k}: ignoring stale state in {state_dir} (params changed)")
     policy, optimizer = acc.prepare(policy, optimizer)
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * lr_factor(cfg, (k - 1) * cfg.updates_per_round + start)
 
     batches = _Batches(cfg, k, cache_dir, layout, P)
     latent_shape = tuple(batches.winners.latents([0]).shape[1:])
