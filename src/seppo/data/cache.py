@@ -4,7 +4,7 @@ Layout (all DVC outputs):
   <out>/winners/shard-NNNNN.safetensors   {"latents": (n, C, h, w)}, scaled by the VAE scaling factor
   <out>/winners/index.parquet             row -> winner_uid, caption_id, shard, offset, crop, flip
   <out>/losers/...                        the same for the losers (Diffusion-DPO baseline only)
-  <out>/text/embeddings.safetensors       {"hidden": (n_captions, tokens, dim)}
+  <out>/text/embeddings.safetensors       {"hidden": (n_captions, tokens, dim)} (+ "pooled" for SDXL)
   <out>/text/captions.parquet             caption_id -> caption
   <out>/manifest.json                     the preprocessing policy, scaling factor, counts
 Training reads this and never decodes a JPEG or runs the text encoder.
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ..config import CacheConfig
 from ..io_utils import atomic_dir, write_json
-from ..models.pretrain import encode_text
+from ..models.conditioning import TextCond, TextEncoders, sdxl_time_ids
 
 _FILTERS = {"bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling values
 
@@ -57,15 +57,16 @@ def preprocess(data: bytes, resolution: int, cfg: CacheConfig, key: str) -> tupl
     return (arr.transpose(2, 0, 1) / 127.5 - 1.0), {"crop_x": x0, "crop_y": y0, "flipped": flip}
 
 
-def load_encoders(model_dir: Path):
-    """The base model's VAE, tokenizer and text encoder (safetensors only), in eval mode."""
+def load_vae(model_dir: Path):
     from diffusers import AutoencoderKL
-    from transformers import CLIPTextModel, CLIPTokenizer
 
-    vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae", use_safetensors=True).eval()
-    tok = CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer")
-    te = CLIPTextModel.from_pretrained(model_dir, subfolder="text_encoder", use_safetensors=True).eval()
-    return vae, tok, te
+    return AutoencoderKL.from_pretrained(model_dir, subfolder="vae", use_safetensors=True).eval()
+
+
+def load_encoders(model_dir: Path):
+    """The base model's VAE, (first) tokenizer and text encoder (safetensors only), in eval mode."""
+    text = TextEncoders(model_dir)
+    return load_vae(model_dir), text.tokenizers[0], text.encoders[0]
 
 
 def default_resolution(model_dir: Path) -> int:
@@ -139,7 +140,7 @@ def run_cache(cfg: CacheConfig, ingest_dir: Path, model_dir: Path, out: Path, me
 
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    vae, tok, te = load_encoders(model_dir)
+    vae, text = load_vae(model_dir), TextEncoders(model_dir)
     resolution = cfg.resolution or default_resolution(model_dir)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     tables = [("winners", "winner_uid", ())]
@@ -156,9 +157,12 @@ def run_cache(cfg: CacheConfig, ingest_dir: Path, model_dir: Path, out: Path, me
             counts[name] = _cache_table(ingest_dir / f"{name}.parquet", uid_col, tmp / name, vae,
                                         resolution, cfg, caption_ids, extra)
         (tmp / "text").mkdir()
-        hidden = encode_text(tok, te, unique, cfg.batch_size) if unique else torch.zeros(0)
+        hidden, pooled = text.encode(unique, cfg.batch_size) if unique else (torch.zeros(0), None)
         dtype = getattr(torch, cfg.dtype)
-        save_file({"hidden": hidden.to(dtype).contiguous()}, str(tmp / "text" / "embeddings.safetensors"))
+        tensors = {"hidden": hidden.to(dtype).contiguous()}
+        if pooled is not None:
+            tensors["pooled"] = pooled.to(dtype).contiguous()
+        save_file(tensors, str(tmp / "text" / "embeddings.safetensors"))
         pd.DataFrame({"caption_id": range(len(unique)), "caption": unique}).to_parquet(
             tmp / "text" / "captions.parquet", index=False)
         manifest = {
@@ -166,6 +170,7 @@ def run_cache(cfg: CacheConfig, ingest_dir: Path, model_dir: Path, out: Path, me
             "scaling_factor": float(vae.config.scaling_factor),
             "latent_shape": [int(vae.config.latent_channels)] + [resolution // factor] * 2,
             "text_shape": list(hidden.shape[1:]),
+            "sdxl": text.sdxl,  # pooled embeddings stored; time ids (res, res, 0, 0, res, res)
             "counts": {**counts, "captions": len(unique)},
             "base_model": str(model_dir),
         }
@@ -186,7 +191,9 @@ class LatentCache:
         self.manifest = json.loads((self.root / "manifest.json").read_text())
         self.index = pd.read_parquet(self.root / table / "index.parquet")
         self.table = table
-        self.text = load_file(str(self.root / "text" / "embeddings.safetensors"))["hidden"]
+        text = load_file(str(self.root / "text" / "embeddings.safetensors"))
+        self.text, self.pooled = text["hidden"], text.get("pooled")
+        self.resolution = int(self.manifest["policy"]["resolution"])
         self.captions = pd.read_parquet(self.root / "text" / "captions.parquet").caption.tolist()
         self._shards: dict[int, object] = {}
         self._shard_idx = self.index["shard"].to_numpy()
@@ -227,3 +234,11 @@ class LatentCache:
 
     def embeddings(self, rows) -> "torch.Tensor":  # noqa: F821
         return self.text[self.caption_id[np.asarray(rows)]].float()
+
+    def conditioning(self, rows) -> TextCond:
+        """Token embeddings, plus SDXL's pooled embeddings and time ids when the model has them."""
+        rows = np.asarray(rows)
+        if self.pooled is None:
+            return TextCond(self.embeddings(rows))
+        return TextCond(self.embeddings(rows), self.pooled[self.caption_id[rows]].float(),
+                        sdxl_time_ids(self.resolution, len(rows)))

@@ -26,27 +26,37 @@ class ModelNotFound(FileNotFoundError):
     pass
 
 
+def _pipeline_class(source: str, revision: str | None, local: bool):
+    """StableDiffusionXLPipeline for SDXL folders / ids (model_index.json names it), else SD."""
+    import json
+
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    if local:
+        index = json.loads((Path(source) / "model_index.json").read_text()) \
+            if (Path(source) / "model_index.json").exists() else {}
+    else:
+        index = DiffusionPipeline.load_config(source, revision=revision)
+    if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")):
+        return StableDiffusionXLPipeline, {}
+    return StableDiffusionPipeline, {"safety_checker": None, "requires_safety_checker": False}
+
+
 def load_pipeline(source: str | Path, revision: str | None = None, torch_dtype=None):
-    """A ``StableDiffusionPipeline`` (no safety checker) from a folder or a Hub id.
+    """A ``StableDiffusionPipeline`` (no safety checker) or ``StableDiffusionXLPipeline``, from a
+    folder or a Hub id.
 
     Fails with a message naming what was looked for and the param to change when the folder is
     missing or, offline, the Hub id is not in the local cache.
     """
-    from diffusers import StableDiffusionPipeline
-
     path = Path(source)
     local = path.exists()
     if not local and (str(source).startswith((".", "/")) or os.sep in str(source).strip("/").split("/", 1)[-1]):
         raise ModelNotFound(f"pipeline folder {path} does not exist (set base_model.source)")
     try:
-        return StableDiffusionPipeline.from_pretrained(
-            str(source),
-            revision=None if local else revision,
-            torch_dtype=torch_dtype,
-            safety_checker=None,
-            requires_safety_checker=False,
-            use_safetensors=True,
-        )
+        cls, extra = _pipeline_class(str(source), revision, local)
+        return cls.from_pretrained(
+            str(source), revision=None if local else revision, torch_dtype=torch_dtype, use_safetensors=True, **extra)
     except (OSError, EnvironmentError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
         hint = " (HF_HUB_OFFLINE is set: only the local Hugging Face cache is searched)" if offline else ""

@@ -23,6 +23,7 @@ import torch
 from ..config import TrainConfig
 from ..data.cache import LatentCache
 from ..io_utils import atomic_dir, write_json
+from ..models.conditioning import as_cond
 from .losses import dpo_loss, per_sample_error, seppo_loss, sft_loss
 from .plan import Layout, noise_seed
 from .reference_samples import load_refsamples, round_plan
@@ -118,7 +119,7 @@ class _Batches:
         pos = np.arange(start, start + self.cfg.micro_batch)
         rows = self.rows[pos]
         z_w = self.winners.latents(rows)
-        cond = self.winners.embeddings(rows)
+        cond = self.winners.conditioning(rows)
         if self.cfg.loss == "seppo":
             z_r = self.second[pos].float()
         elif self.cfg.loss == "dpo":
@@ -138,15 +139,17 @@ class _Batches:
 
 def compute_loss(cfg: TrainConfig, policy, reference, scheduler, z_w, z_r, cond, noise, t):
     """One micro-batch: fused 2B forwards with shared (noise, t); returns (loss, stats)."""
+    cond = as_cond(cond)
     if cfg.loss == "sft":
         x = scheduler.add_noise(z_w, noise, t)
-        e_pol_w = per_sample_error(policy(x, t, cond).sample, noise)
+        e_pol_w = per_sample_error(policy(x, t, **cond.unet_kwargs()).sample, noise)
         return sft_loss(e_pol_w)
     x = torch.cat([scheduler.add_noise(z_w, noise, t), scheduler.add_noise(z_r, noise, t)])
-    tt, cc, target = torch.cat([t, t]), torch.cat([cond, cond]), torch.cat([noise, noise])
-    e_pol = per_sample_error(policy(x, tt, cc).sample, target)
+    tt, cc, target = torch.cat([t, t]), cond.twice(), torch.cat([noise, noise])
+    e_pol = per_sample_error(policy(x, tt, **cc.unet_kwargs()).sample, target)
     with torch.no_grad():
-        e_ref = per_sample_error(reference(x.to(reference.dtype), tt, cc.to(reference.dtype)).sample, target)
+        e_ref = per_sample_error(
+            reference(x.to(reference.dtype), tt, **cc.to(reference.dtype).unet_kwargs()).sample, target)
     e_pol_w, e_pol_r = e_pol.chunk(2)
     e_ref_w, e_ref_r = e_ref.chunk(2)
     if cfg.loss == "dpo":
