@@ -32,16 +32,24 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def run_eval_generate(cfg: EvaluateConfig, checkpoint: Path, name: str, out: Path,
                       world_prompts: Path = Path("data/world/prompts.parquet")) -> dict:
+    """Images of one checkpoint; launched on P processes, each generates every P-th image and the
+    main process writes them all (each image has its own seed, so P does not change them)."""
     import torch
 
+    from ..distributed import process_state, split_map
+
+    rank, world, main = process_state()
     prompts = load_prompts(cfg, world_prompts)
     rows = [(pid, p, s) for s in cfg.seeds for pid, p in zip(prompts.prompt_id, prompts.prompt)]
     pipe = load_pipeline(checkpoint)
     if torch.cuda.is_available():
-        pipe.to("cuda", torch.float16)
+        pipe.to(f"cuda:{rank % torch.cuda.device_count()}", torch.float16)
     t0 = time.perf_counter()
-    images = generate(pipe, [r[1] for r in rows], [r[2] for r in rows], cfg.sampling, cfg.batch_size)
+    images = split_map(len(rows), lambda idx: generate(
+        pipe, [rows[i][1] for i in idx], [rows[i][2] for i in idx], cfg.sampling, cfg.batch_size), np.stack)
     seconds = time.perf_counter() - t0
+    if not main:
+        return {"process": rank, "images": len(range(rank, len(rows), world))}
     revision = {}
     prov = checkpoint / "seppo_round.json"
     if prov.exists():
@@ -49,7 +57,7 @@ def run_eval_generate(cfg: EvaluateConfig, checkpoint: Path, name: str, out: Pat
     settings = {"checkpoint": str(checkpoint), "name": name, "prompts": cfg.prompts, "split": cfg.split,
                 "n_prompts": len(prompts), "seeds": cfg.seeds, **cfg.sampling.model_dump(),
                 "seed_rule": "sha256(seed, prompt) per image", **revision,
-                "images": len(rows), "seconds": round(seconds, 2)}
+                "images": len(rows), "processes": world, "seconds": round(seconds, 2)}
     with atomic_dir(out) as tmp:
         pd.DataFrame({
             "prompt_id": [r[0] for r in rows], "prompt": [r[1] for r in rows], "seed": [r[2] for r in rows],

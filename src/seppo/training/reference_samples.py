@@ -63,40 +63,50 @@ def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch
 
 
 def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) -> dict:
+    """Generate round k's reference samples; launched on P processes, each generates every P-th
+    sample and the main process writes them all."""
+    import torch
     from safetensors.torch import save_file
+
+    from ..distributed import process_state, split_map
 
     selection = json.loads(layout.selection(k).read_text())
     out = layout.refsamples(k)
     cache = LatentCache(cache_dir)
     rows = round_plan(cfg, k, cache, cfg.processes)
+    rank, world, main = process_state()
     settings = {"round": k, "checkpoint": selection["reference"], "mode": cfg.ref_samples,
                 "per_prompt": cfg.ref_samples_per_prompt, **cfg.ref_sampling.model_dump(),
                 "rows": len(rows)}
+    if cfg.loss != "seppo":
+        settings["note"] = f"train.loss={cfg.loss} reads no reference samples"
+        if main:
+            with atomic_dir(out) as tmp:
+                write_json(tmp / "settings.json", settings)
+        return settings
+    captions = [cache.captions[c] for c in cache.caption_id[rows]]
+    uids = cache.index.winner_uid.to_numpy()[rows].tolist()
+    index, prompts, seeds = ref_sample_keys(captions, uids, cfg.ref_samples, cfg.ref_samples_per_prompt, k,
+                                            cfg.seed)
+    from ..models.pipeline import load_pipeline
+
+    pipe = load_pipeline(selection["reference"])
+    if torch.cuda.is_available():
+        pipe.to(f"cuda:{rank % torch.cuda.device_count()}", torch.float16)
+    t0 = time.perf_counter()
+    lat = split_map(len(prompts), lambda idx: generate_latents(
+        pipe, [prompts[i] for i in idx], [seeds[i] for i in idx], cfg.ref_sampling, cfg.ref_batch_size),
+        torch.stack)
+    seconds = time.perf_counter() - t0
+    if not main:  # the main process writes the round's samples
+        return settings
     with atomic_dir(out) as tmp:
-        if cfg.loss != "seppo":
-            settings["note"] = f"train.loss={cfg.loss} reads no reference samples"
-            write_json(tmp / "settings.json", settings)
-            return settings
-        captions = [cache.captions[c] for c in cache.caption_id[rows]]
-        uids = cache.index.winner_uid.to_numpy()[rows].tolist()
-        index, prompts, seeds = ref_sample_keys(captions, uids, cfg.ref_samples,
-                                                cfg.ref_samples_per_prompt, k, cfg.seed)
-        from ..models.pipeline import load_pipeline
-
-        import torch
-
-        pipe = load_pipeline(selection["reference"])
-        if torch.cuda.is_available():
-            pipe.to("cuda", torch.float16)
-        t0 = time.perf_counter()
-        lat = generate_latents(pipe, prompts, seeds, cfg.ref_sampling, cfg.ref_batch_size)
-        seconds = time.perf_counter() - t0
         save_file({"latents": lat.contiguous()}, str(tmp / "latents.safetensors"))
         pd.DataFrame({"position": np.arange(len(rows)), "row": rows, "sample": index}).to_parquet(
             tmp / "index.parquet", index=False)
         pd.DataFrame({"sample": np.arange(len(prompts)), "prompt": prompts,
                       "seed": np.array(seeds, dtype=np.int64)}).to_parquet(tmp / "samples.parquet", index=False)
-        settings.update(samples=len(prompts), seconds=round(seconds, 2),
+        settings.update(samples=len(prompts), processes=world, seconds=round(seconds, 2),
                         samples_per_second=round(len(prompts) / max(seconds, 1e-9), 2))
         write_json(tmp / "settings.json", settings)
     return settings
