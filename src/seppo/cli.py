@@ -187,6 +187,22 @@ def eval_generate(
                             world_prompts))
 
 
+@app.command("scorer-model")
+def scorer_model(
+    params: Path = PARAMS,
+    web: Path = typer.Option(Path("data/world/web"), help="Web corpus folder (contrastive phase)."),
+    ingest_dir: Path = typer.Option(Path("data/ingest"), "--ingest", help="Ingested winner/loser pairs."),
+    truth: Path = typer.Option(Path("data/world/pairs_truth.parquet"), help="The world's true utilities."),
+    out: Path = typer.Option(Path("models/pickscore"), help="Output folder (PickScore's on-disk format)."),
+    metrics: Path = typer.Option(Path("reports/metrics/scorer_model.json"), help="Metrics JSON."),
+) -> None:
+    """Train the embedded world's PickScore (CLIP contrastive, then PickScore's pair loss)."""
+    from .evaluation.pickscore_train import run_scorer_model
+
+    p = _params(params)
+    _show(run_scorer_model(p.scorer_model, p.world.image_size, web, ingest_dir, truth, out, metrics))
+
+
 @app.command()
 def evaluate(
     params: Path = PARAMS,

@@ -89,12 +89,48 @@ def _fmt(x, nd=3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and pd.isna(x)) else f"{x:.{nd}f}"
 
 
+_SCORER_WEIGHTS = {"pickscore_x100": "pickscore_model", "clip_l14_x100": "clip_model",
+                   "aesthetic_laion": "aesthetic_head", "hps_v20_x100": "hps_v20_checkpoint",
+                   "hps_v21_x100": "hps_v21_checkpoint", "imagereward": "imagereward_checkpoint"}
+
+
+def _scorer_section(params: Params, sm: dict) -> list[str]:
+    """Which weights each scorer used, and how well the in-project PickScore agrees with the truth."""
+    models = params.evaluate.models.model_dump()
+    md = ["## Scorers", ""]
+    for name in params.evaluate.scorers:
+        key = _SCORER_WEIGHTS.get(name)
+        src = f"`{models[key]}` (evaluate.models.{key})" if key else "pixels, no weights (never used by training)"
+        md.append(f"- `{name}`: {src}")
+    md.append("")
+    held = sm.get("held_out") if sm else None
+    if held:
+        arch = sm.get("architecture", {})
+        md += [f"In-project PickScore (`seppo scorer-model`, a {arch.get('parameters', 0) / 1e6:.1f} M-parameter "
+               f"CLIP, ViT patch {arch.get('patch_size')} on {arch.get('image_size')} px): agreement on "
+               f"{sm.get('pairs_held_out')} held-out pairs (captions never seen in preference training; pairs "
+               f"whose ground-truth utilities differ by < {held.get('truth_margin')} left out).", "",
+               "| ranker | vs annotator label | vs ground-truth u (pixels) | vs simulation's true utility |",
+               "|---|---|---|---|"]
+        rows = [("PickScore (contrastive + preference)", "pickscore"), ("CLIP (contrastive only)", "contrastive_only"),
+                ("ground-truth u", "u"), ("annotator label", "label")]
+        for title, key in rows:
+            cells = []
+            for col in ("label", "u", "true_utility"):
+                v = held.get(f"{key}_vs_{col}")
+                cells.append(f"{v['agreement']:.3f} (n={v['pairs']})" if v and v.get("agreement") is not None else "")
+            md.append(f"| {title} | " + " | ".join(cells) + " |")
+        md.append("")
+    return md
+
+
 def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
     rep = root / "reports"
     figs = rep / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     K = params.train.rounds
-    m = {n: _read_json(rep / "metrics" / f"{n}.json") for n in ("world", "ingest", "validate", "cache", "eval")}
+    m = {n: _read_json(rep / "metrics" / f"{n}.json") for n in ("world", "ingest", "validate", "cache", "eval",
+                                                           "scorer_model")}
     rounds = [_read_json(rep / "metrics" / f"round_{k}.json") for k in range(1, K + 1)]
     summary = pd.read_csv(rep / "eval" / "summary.csv") if (rep / "eval" / "summary.csv").exists() else pd.DataFrame()
     images: list[tuple[str, Path]] = []
@@ -140,6 +176,7 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
             md.append(f"| {r.checkpoint} | {r.metric} | {_fmt(r.mean)} | [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | "
                       f"{_fmt(win)} | [{_fmt(getattr(r, 'win_ci_low', None))}, {_fmt(getattr(r, 'win_ci_high', None))}] |")
         md.append("")
+    md += _scorer_section(params, m["scorer_model"])
     if any(rounds):
         md += ["## Training rounds", "",
                "| round | reference | mean loss | flip rate | implicit acc | samples/s | peak RSS (MB) |",
