@@ -2,8 +2,9 @@
 
 The paper's evaluation code scores one image per call for each reward model. Here the same
 scorers (real architectures, small random weights saved in the real formats so no download is
-needed: CLIP for PickScore / CLIP score / aesthetic head, open_clip for HPSv2, BLIP for
-ImageReward, plus the ground truth) score the same images both ways in one run.
+needed: CLIP for PickScore / CLIP score / aesthetic head, open_clip for HPSv2, BLIP (ViT-B, BERT-tiny)
+for ImageReward, every vision tower at 64 px, plus the ground truth) score the same images both ways
+in one run.
     python benchmarks/bench_eval.py [--images 64 --batch 32]
 Prints both throughputs and the ratio (target >= 4x).
 """
@@ -50,12 +51,12 @@ def build_models(d: Path) -> dict:
            "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "encoder_width": 768,
            "add_cross_attention": True, "model_type": "bert"}
     (d / "med.json").write_text(json.dumps(med))
-    torch.save(build_model(d / "med.json", vit="base").state_dict(), d / "ir.pt")
+    torch.save(build_model(d / "med.json", vit="base", image_size=64).state_dict(), d / "ir.pt")
     return {"pickscore_model": str(d / "clip"), "pickscore_processor": str(d / "clip"), "clip_model": str(d / "clip"),
             "aesthetic_head": str(d / "aes.pth"), "hps_v21_checkpoint": str(d / "hps.pt"),
             "hps_architecture": "bench-tiny-vit", "imagereward_checkpoint": str(d / "ir.pt"),
             "imagereward_med_config": str(d / "med.json"), "imagereward_tokenizer": str(d / "bert"),
-            "imagereward_vit": "base"}
+            "imagereward_vit": "base", "imagereward_image_size": 64}
 
 
 def main() -> None:

@@ -64,6 +64,14 @@ def test_paper_preset_applies_and_replans(tmp_path, monkeypatch):
     assert p["evaluate"]["models"]["hps_v21_checkpoint"]  # untouched keys of a nested section survive
     dvc = (tmp_path / "dvc.yaml").read_text()
     assert "train_7:" in dvc and "accelerate launch --config_file configs/accelerate/multi_gpu.yaml" in dvc
+    assert "scorer_model:" not in dvc  # the real PickScore replaces the embedded one
+    assert p["evaluate"]["models"]["pickscore_model"] == "yuvalkirstain/PickScore_v1"
+
+    res = CliRunner().invoke(app, ["preset", str(root / "configs/sdxl-pickapic.yaml")])
+    assert res.exit_code == 0, res.output
+    p = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert p["base_model"]["source"] == "stabilityai/stable-diffusion-xl-base-1.0" and p["train"]["beta"] == 5000.0
+    assert "accelerate launch --config_file configs/accelerate/zero2.yaml" in (tmp_path / "dvc.yaml").read_text()
 
 
 def test_download_models_fails_offline_without_touching_the_network(tmp_path, monkeypatch):

@@ -46,3 +46,26 @@ def test_yaml_is_valid_for_dvc():
     text = render(parse_params({}))
     data = yaml.safe_load(text)
     assert set(data) == {"stages", "plots"}
+
+
+def test_adding_rounds_leaves_earlier_rounds_untouched():
+    g3 = build(parse_params({"train": {"rounds": 3}}))["stages"]
+    g5 = build(parse_params({"train": {"rounds": 5}}))["stages"]
+    for k in (1, 2, 3):
+        for kind in ("select", "refsamples", "train"):
+            name = f"{kind}_{k}"
+            assert g3[name] == g5[name], name
+            assert "train" not in g3[name]["params"] and "train.rounds" not in g3[name]["params"]
+    assert "train.lr" in g3["train_1"]["params"] and "train.lr" not in g3["select_1"]["params"]
+
+
+def test_the_embedded_pickscore_is_a_dep_of_evaluate_only_when_used():
+    with_ps = build(parse_params({"evaluate": {"scorers": ["shapeland_utility", "pickscore_x100"],
+                                               "models": {"pickscore_model": "models/pickscore",
+                                                          "pickscore_processor": "models/pickscore"}}}))
+    assert "models/pickscore" in with_ps["stages"]["evaluate"]["deps"]
+    assert with_ps["stages"]["scorer_model"]["outs"] == ["models/pickscore"]
+    without = build(parse_params({"scorer_model": {"enabled": False},
+                                  "evaluate": {"scorers": ["shapeland_utility"]}}))
+    assert "scorer_model" not in without["stages"]
+    assert "models/pickscore" not in without["stages"]["evaluate"]["deps"]

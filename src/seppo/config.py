@@ -319,6 +319,36 @@ class ScorerModels(_Section):
     imagereward_tokenizer: str | None = Field(
         "google-bert/bert-base-uncased", description="Folder with bert-base-uncased's vocab.txt.")
     imagereward_vit: Literal["large", "base"] = Field("large", description="BLIP ViT size (large as released).")
+    imagereward_image_size: int = Field(
+        224, ge=16, description="BLIP input side (224 as released; smaller only for tiny test/benchmark models).")
+
+
+class ScorerModelConfig(_Section):
+    """A small PickScore trained on the embedded world (CLIP contrastive, then PickScore's pair loss).
+
+    Saved as PickScore is published, so ``pickscore_x100`` with ``evaluate.models.pickscore_model:
+    models/pickscore`` scores the embedded default through the real PickScore code path.
+    """
+
+    enabled: bool = Field(True, description="Train it (the `scorer_model` stage); false for real data.")
+    seed: int = Field(0, ge=0, description="Seed of initialisation, batches and the held-out split.")
+    width: int = Field(64, ge=16, description="Hidden width of both towers.")
+    heads: int = Field(4, ge=1, description="Attention heads of both towers.")
+    vision_layers: int = Field(4, ge=1, description="ViT layers.")
+    text_layers: int = Field(2, ge=1, description="Text transformer layers.")
+    patch_size: int = Field(8, ge=1, description="ViT patch side in pixels.")
+    projection_dim: int = Field(64, ge=8, description="Joint embedding size.")
+    max_tokens: int = Field(32, ge=8, description="Tokenizer length (captions are padded to it).")
+    contrastive_steps: int = Field(800, ge=1, description="Phase 1 steps (InfoNCE on the web corpus).")
+    contrastive_batch: int = Field(128, ge=2, description="Phase 1 batch size.")
+    contrastive_lr: float = Field(1e-3, gt=0, description="Phase 1 peak learning rate (AdamW, cosine).")
+    preference_steps: int = Field(400, ge=1, description="Phase 2 steps (PickScore's loss on pairs).")
+    preference_batch: int = Field(64, ge=1, description="Phase 2 pairs per step.")
+    preference_lr: float = Field(1e-4, gt=0, description="Phase 2 peak learning rate.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warm-up of each phase.")
+    holdout_share: float = Field(0.15, gt=0, lt=1, description="Share of captions whose pairs are held out.")
+    truth_margin: float = Field(0.02, ge=0, description="Pairs whose ground-truth utilities differ by "
+                                "less are left out of the agreement numbers.")
 
 
 class EvaluateConfig(_Section):
@@ -335,6 +365,9 @@ class EvaluateConfig(_Section):
     seeds: list[int] = Field([0, 1], min_length=1, description="Seeds per prompt (one generator per image).")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampler settings.")
     batch_size: int = Field(64, ge=1, description="Images per generation / scoring batch.")
+    accelerate_config: str | None = Field(
+        None, description="accelerate config for the eval_<checkpoint> stages: images are split across its "
+        "processes (every P-th image each) and gathered; null = one process.")
     scorers: list[str] = Field(
         ["shapeland_utility"], min_length=1,
         description="Scorer names: shapeland_utility, pickscore_x100, hps_v20_x100, hps_v21_x100, "
@@ -358,6 +391,7 @@ class Params(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig, description=IngestConfig.__doc__)
     cache: CacheConfig = Field(default_factory=CacheConfig, description=CacheConfig.__doc__)
     train: TrainConfig = Field(default_factory=TrainConfig, description=TrainConfig.__doc__)
+    scorer_model: ScorerModelConfig = Field(default_factory=ScorerModelConfig, description=ScorerModelConfig.__doc__)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description=EvaluateConfig.__doc__)
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import Params
+from .config import Params, TrainConfig
 from .io_utils import atomic_path
 
 HEADER = (
@@ -20,8 +20,12 @@ HEADER = (
     "# Each stage calls one `seppo` subcommand and reads only its own params.\n"
 )
 EVAL_GEN_PARAMS = ["evaluate.prompts", "evaluate.prompt_column", "evaluate.split", "evaluate.max_prompts",
-                   "evaluate.seeds", "evaluate.sampling", "evaluate.batch_size"]
+                   "evaluate.seeds", "evaluate.sampling", "evaluate.batch_size", "evaluate.accelerate_config"]
 NOT_CACHED = {"cache": False}
+# train.rounds only shapes the graph: listing the other keys keeps round k's stages (and their
+# outputs) up to date when more rounds are added
+ROUND_PARAMS = [f"train.{k}" for k in TrainConfig.model_fields if k != "rounds"]
+SELECT_PARAMS = ["train.loss", "train.strategy", "train.seed"]
 
 
 def _ckpt(k: int) -> str:
@@ -30,6 +34,23 @@ def _ckpt(k: int) -> str:
 
 def _metrics(path: str) -> list:
     return [{path: dict(NOT_CACHED)}]
+
+
+def _local_model_deps(params: Params) -> list[str]:
+    """Scorer weights that live in the project (e.g. models/pickscore) are deps of `evaluate`."""
+    used = {
+        "pickscore_x100": ["pickscore_model", "pickscore_processor"], "clip_l14_x100": ["clip_model"],
+        "aesthetic_laion": ["clip_model", "aesthetic_head"], "hps_v20_x100": ["hps_v20_checkpoint"],
+        "hps_v21_x100": ["hps_v21_checkpoint"],
+        "imagereward": ["imagereward_checkpoint", "imagereward_med_config", "imagereward_tokenizer"]}
+    models = params.evaluate.models.model_dump()
+    paths = []
+    for scorer in params.evaluate.scorers:
+        for key in used.get(scorer, []):
+            value = models.get(key)
+            if value and value.startswith("models/") and value not in paths:
+                paths.append(value)
+    return paths
 
 
 def build(params: Params) -> dict:
@@ -59,37 +80,47 @@ def build(params: Params) -> dict:
     st["cache"] = {"cmd": "seppo cache", "deps": ["data/ingest", "models/base", "src/seppo/data/cache.py"],
                    "params": ["cache"], "outs": ["data/cache"],
                    "metrics": _metrics("reports/metrics/cache.json")}
+    eval_models = _local_model_deps(params)
+    if params.scorer_model.enabled:
+        st["scorer_model"] = {
+            "cmd": "seppo scorer-model",
+            "deps": ["data/world/web", "data/ingest", "data/world/pairs_truth.parquet",
+                     "src/seppo/evaluation/pickscore_train.py", "src/seppo/models/tokenizer.py"],
+            "params": ["scorer_model", "world.image_size"], "outs": ["models/pickscore"],
+            "metrics": _metrics("reports/metrics/scorer_model.json")}
     training_src = ["src/seppo/training/plan.py", "src/seppo/training/selection.py",
                     "src/seppo/training/reference_samples.py"]
     for k in range(1, K + 1):
         bank = [_ckpt(j) for j in range(k)]
         st[f"select_{k}"] = {
             "cmd": f"seppo select --round {k}", "deps": bank + ["src/seppo/training/selection.py"],
-            "params": ["train"], "outs": [{f"runs/round_{k}/reference.json": dict(NOT_CACHED)}]}
-        st[f"refsamples_{k}"] = {
-            "cmd": f"seppo refsamples --round {k}",
-            "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *training_src,
-                     "src/seppo/models/pipeline.py"],
-            "params": ["train"], "outs": [f"data/refsamples/round_{k}"]}
+            "params": SELECT_PARAMS, "outs": [{f"runs/round_{k}/reference.json": dict(NOT_CACHED)}]}
         launch = (f"accelerate launch --config_file {params.train.accelerate_config} -m seppo.cli"
                   if params.train.accelerate_config else "seppo")
+        st[f"refsamples_{k}"] = {
+            "cmd": f"{launch} refsamples --round {k}",
+            "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *training_src,
+                     "src/seppo/models/pipeline.py"],
+            "params": ROUND_PARAMS, "outs": [f"data/refsamples/round_{k}"]}
         st[f"train_{k}"] = {
             "cmd": f"{launch} train --round {k}",
             "deps": [f"runs/round_{k}/reference.json", f"data/refsamples/round_{k}", "data/cache", *bank,
                      "src/seppo/training"],
-            "params": ["train"],
+            "params": ROUND_PARAMS,
             "outs": [_ckpt(k), {f"runs/round_{k}/live": dict(NOT_CACHED)}],
             "metrics": _metrics(f"reports/metrics/round_{k}.json")}
     names = ["base"] + [f"round_{k}" for k in range(1, K + 1)]
+    eval_launch = (f"accelerate launch --config_file {params.evaluate.accelerate_config} -m seppo.cli"
+                   if params.evaluate.accelerate_config else "seppo")
     for k, name in enumerate(names):
         st[f"eval_{name}"] = {
-            "cmd": f"seppo eval-generate --checkpoint {_ckpt(k)} --name {name}",
+            "cmd": f"{eval_launch} eval-generate --checkpoint {_ckpt(k)} --name {name}",
             "deps": [_ckpt(k), "data/world/prompts.parquet", "src/seppo/evaluation/generate.py",
                      "src/seppo/evaluation/prompts.py", "src/seppo/models/pipeline.py"],
             "params": EVAL_GEN_PARAMS, "outs": [f"data/eval/{name}"]}
     st["evaluate"] = {
         "cmd": "seppo evaluate " + " ".join(f"--images data/eval/{n}" for n in names),
-        "deps": [f"data/eval/{n}" for n in names] + ["src/seppo/evaluation"],
+        "deps": [f"data/eval/{n}" for n in names] + eval_models + ["src/seppo/evaluation"],
         "params": ["evaluate"],
         "outs": [{"reports/eval": dict(NOT_CACHED)}],
         "metrics": _metrics("reports/metrics/eval.json"),
@@ -98,6 +129,7 @@ def build(params: Params) -> dict:
         "cmd": "seppo report",
         "deps": ["reports/eval", "reports/base_model", "src/seppo/reports"]
         + [f"reports/metrics/{m}.json" for m in ("world", "ingest", "validate", "cache", "eval")]
+        + (["reports/metrics/scorer_model.json"] if params.scorer_model.enabled else [])
         + [f"runs/round_{k}/live" for k in range(1, K + 1)],
         "params": ["train", "evaluate", "base_model"],
         "outs": [{"reports/report.md": dict(NOT_CACHED)}, {"reports/report.html": dict(NOT_CACHED)},

@@ -342,4 +342,7 @@ def _save_checkpoint(policy, optimizer, cfg: TrainConfig, init_dir: Path, out: P
         (tmp / "seppo_trainer").mkdir()
         if not cfg.lora_rank:
             torch.save(optimizer.state_dict(), tmp / "seppo_trainer" / "optimizer.pt")
-        write_json(tmp / "seppo_round.json", summary)
+        # wall-clock numbers stay out of the checkpoint: a re-run with the same params then yields
+        # a bit-identical folder, and DVC does not re-run everything downstream
+        write_json(tmp / "seppo_round.json",
+                   {k: v for k, v in summary.items() if k not in ("mean_samples_per_s", "peak_rss_mb")})

@@ -58,18 +58,18 @@ def build_model(med_config, vit: str = "large", image_size: int = 224):
 class ImageRewardScorer:
     name = "imagereward"  # raw ImageReward (standardised by its published mean/std)
 
-    def __init__(self, checkpoint, med_config, tokenizer_dir, vit, device, batch_size):
+    def __init__(self, checkpoint, med_config, tokenizer_dir, vit, device, batch_size, image_size: int = 224):
         import torch
         from ImageReward.ImageReward import _transform  # noqa: F401  (after install())
 
-        self.model = build_model(med_config, vit)
+        self.model = build_model(med_config, vit, image_size)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         missing, _ = self.model.load_state_dict(state, strict=False)
         if missing:
             raise MissingWeights(f"{checkpoint}: not an ImageReward checkpoint (missing {missing[:3]}...)")
         self.model.eval().to(device)
         self.tok = _tokenizer(tokenizer_dir)
-        self.preprocess = _transform(224)
+        self.preprocess = _transform(image_size)
         self.device, self.batch_size = device, batch_size
 
     def score(self, images, prompts) -> np.ndarray:
@@ -97,4 +97,5 @@ def _build(name, models, device, bs, shared):
     ckpt = resolve(models.get("imagereward_checkpoint"), "evaluate.models.imagereward_checkpoint")
     med = resolve(models.get("imagereward_med_config"), "evaluate.models.imagereward_med_config")
     tok = resolve(models.get("imagereward_tokenizer"), "evaluate.models.imagereward_tokenizer")
-    return ImageRewardScorer(ckpt, med, tok, models.get("imagereward_vit") or "large", device, bs)
+    return ImageRewardScorer(ckpt, med, tok, models.get("imagereward_vit") or "large", device, bs,
+                             models.get("imagereward_image_size") or 224)
