@@ -6,6 +6,13 @@ publishes a table artifact of the metrics and a Markdown artifact of the report 
 
 Flows: `prep` (world, base model, ingest, validate, cache), `seppo_round` (select, reference
 samples, train for one round), `select`, `evaluate`, `report`, and `seppo_pipeline` (all of them).
+
+With `orchestration.eval_task_runner: dask` in params.yaml, `evaluate` fans the stale
+eval_<checkpoint> stages out over a Dask cluster (a local one with `orchestration.dask_workers`
+worker processes, or `orchestration.dask_address`): each worker runs one stage's own command from
+dvc.yaml, then `dvc commit` records the outputs exactly as `dvc repro` would, and the scoring stage
+runs once on the gathered images. DVC's repository lock forbids concurrent `dvc repro`s, hence
+running the commands and committing.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -32,10 +40,11 @@ def _bin(name: str) -> str:
     return str(cand) if cand.exists() else name
 
 
-def _run(cmd: list[str], cwd: str) -> str:
+def _run(cmd: list[str], cwd: str, extra_env: dict[str, str] | None = None) -> str:
     logger = get_run_logger()
     logger.info("$ %s  (in %s)", " ".join(cmd), cwd)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               **(extra_env or {}))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     for line in (proc.stdout + proc.stderr).splitlines()[-60:]:
         logger.info(line)
@@ -93,11 +102,64 @@ def publish_artifacts(project_dir: str) -> dict:
     return published
 
 
-def _rounds(project_dir: str) -> int:
+def _params(project_dir: str) -> dict:
     import yaml
 
-    params = yaml.safe_load((Path(project_dir) / "params.yaml").read_text()) or {}
-    return int(params.get("train", {}).get("rounds", 3))
+    return yaml.safe_load((Path(project_dir) / "params.yaml").read_text()) or {}
+
+
+def _rounds(project_dir: str) -> int:
+    return int(_params(project_dir).get("train", {}).get("rounds", 3))
+
+
+def _orchestration(project_dir: str) -> dict:
+    o = {"eval_task_runner": "sequential", "dask_workers": 2, "dask_address": None}
+    o.update(_params(project_dir).get("orchestration") or {})
+    return o
+
+
+@task
+def stale_eval_stages(project_dir: str) -> dict[str, str]:
+    """eval_<checkpoint> stages whose outputs are missing or out of date -> their commands."""
+    import yaml
+
+    stages = yaml.safe_load((Path(project_dir) / "dvc.yaml").read_text())["stages"]
+    names = [n for n in stages if n.startswith("eval_")]
+    status = json.loads(_run([_bin("dvc"), "status", "--json", *names], project_dir) or "{}")
+    return {n: stages[n]["cmd"] for n in names if n in status}
+
+
+@task(retries=1, retry_delay_seconds=10, task_run_name="{name} on a worker")
+def run_stage_command(name: str, cmd: str, project_dir: str, threads: int) -> str:
+    """One stage's command, as dvc.yaml states it; threads split the machine between workers."""
+    _run(shlex.split(cmd), project_dir, {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    return name
+
+
+@task
+def dvc_commit(stages: list[str], project_dir: str) -> None:
+    """Record outputs produced outside `dvc repro` in dvc.lock (hashes of deps, params and outs)."""
+    if stages:
+        _run([_bin("dvc"), "commit", "--force", *stages], project_dir)
+
+
+@flow(name="evaluate-fan-out")
+def evaluate_fan_out(project_dir: str = ".", threads_per_worker: int = 1) -> list[str]:
+    """Generate the stale checkpoints' evaluation images in parallel on the flow's task runner."""
+    stale = stale_eval_stages(project_dir)
+    futures = [run_stage_command.submit(n, cmd, project_dir, threads_per_worker) for n, cmd in stale.items()]
+    done = [f.result() for f in futures]
+    dvc_commit(done, project_dir)
+    return done
+
+
+def dask_runner(orch: dict):
+    from prefect_dask import DaskTaskRunner
+
+    if orch.get("dask_address"):
+        return DaskTaskRunner(address=orch["dask_address"])
+    return DaskTaskRunner(cluster_kwargs={"n_workers": int(orch["dask_workers"]), "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
 
 
 @flow(name="prep")
@@ -117,6 +179,13 @@ def seppo_round(round_k: int, project_dir: str = ".") -> None:
 
 @flow(name="evaluate")
 def evaluate(project_dir: str = ".") -> dict:
+    orch = _orchestration(project_dir)
+    if orch["eval_task_runner"] == "dask":
+        workers = int(orch["dask_workers"])
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        evaluate_fan_out.with_options(task_runner=dask_runner(orch))(project_dir, threads)
+    elif orch["eval_task_runner"] != "sequential":
+        raise ValueError(f"orchestration.eval_task_runner must be sequential or dask, got {orch['eval_task_runner']!r}")
     dvc_repro(["evaluate"], project_dir)
     return publish_artifacts(project_dir)
 

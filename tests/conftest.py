@@ -15,6 +15,8 @@ for key, value in {
     "PREFECT_HOME": os.path.join(_SCRATCH, "prefect"),
     "DVC_NO_ANALYTICS": "1",
     "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # a loaded 2-core CI box is slow
 }.items():
     os.environ.setdefault(key, value)
 

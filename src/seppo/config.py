@@ -378,6 +378,17 @@ class EvaluateConfig(_Section):
     grid_prompts: int = Field(8, ge=1, description="Prompts in the base-vs-rounds image grid.")
 
 
+class OrchestrationConfig(_Section):
+    """How the Prefect flows run (read by flows/, not by any DVC stage)."""
+
+    eval_task_runner: Literal["sequential", "dask"] = Field(
+        "sequential", description="dask: the evaluate flow runs the stale eval_<checkpoint> stages in parallel "
+        "on a Dask cluster (prefect-dask), then commits them to DVC.")
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
+    dask_address: str | None = Field(None, description="Scheduler address of an existing Dask cluster "
+                                     "(e.g. tcp://10.0.0.5:8786); null = start a local one.")
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -393,6 +404,8 @@ class Params(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description=TrainConfig.__doc__)
     scorer_model: ScorerModelConfig = Field(default_factory=ScorerModelConfig, description=ScorerModelConfig.__doc__)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description=EvaluateConfig.__doc__)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig,
+                                               description=OrchestrationConfig.__doc__)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
