@@ -202,10 +202,20 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
         _add_lora(policy, cfg)
     if cfg.gradient_checkpointing:
         policy.enable_gradient_checkpointing()
+    if cfg.channels_last:
+        policy.to(memory_format=torch.channels_last)
     policy.train()
     reference = None
     if cfg.loss != "sft":
-        reference = _load_unet(ref_dir, weight_dtype).to(acc.device).eval().requires_grad_(False)
+        reference = _load_unet(ref_dir, weight_dtype).eval().requires_grad_(False)
+        if cfg.channels_last:
+            reference.to(memory_format=torch.channels_last)
+        if cfg.offload_reference:
+            from accelerate import cpu_offload
+
+            cpu_offload(reference, execution_device=acc.device)
+        else:
+            reference = reference.to(acc.device)
     noise_sched = DDPMScheduler.from_pretrained(policy_dir, subfolder="scheduler")
     T = noise_sched.config.num_train_timesteps
 
@@ -232,6 +242,8 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
         else:
             acc.print(f"round {k}: ignoring stale state in {state_dir} (params changed)")
     policy, optimizer = acc.prepare(policy, optimizer)
+    if cfg.compile:
+        acc.unwrap_model(policy).compile()
 
     batches = _Batches(cfg, k, cache_dir, layout, P)
     latent_shape = tuple(batches.winners.latents([0]).shape[1:])
