@@ -4,11 +4,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from tests.prefect_server import BIN, ROOT, prefect_server
 
 DVC = """stages:
 {evals}
@@ -59,13 +58,21 @@ def eval_project(tmp_path):
     return proj, names
 
 
-def test_evaluate_flow_fans_out_over_two_dask_workers_and_commits_to_dvc(eval_project, monkeypatch):
-    from flows.pipeline import evaluate
+def run_evaluate_flow(proj, env):
+    """In a subprocess bound to the test's Prefect server: its Dask workers inherit the API URL."""
+    out = subprocess.run([sys.executable, "-c", f"from flows.pipeline import evaluate; evaluate({str(proj)!r})"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
 
+
+def test_evaluate_flow_fans_out_over_two_dask_workers_and_commits_to_dvc(eval_project, tmp_path):
     proj, names = eval_project
-    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    evaluate(str(proj))
-    runs = [json.loads((proj / f"data/eval/{n}/run.json").read_text()) for n in names]
+    with prefect_server(tmp_path) as (env, _):
+        run_evaluate_flow(proj, env)
+        runs = [json.loads((proj / f"data/eval/{n}/run.json").read_text()) for n in names]
+        before = [(proj / f"data/eval/{n}/run.json").read_text() for n in names]
+        run_evaluate_flow(proj, env)  # a second run finds nothing stale and starts no stage command
+        after = [(proj / f"data/eval/{n}/run.json").read_text() for n in names]
     assert len({r["worker_pid"] for r in runs}) == 2  # two worker processes did the work
     spans = sorted((r["start"], r["end"]) for r in runs)
     assert spans[1][0] < spans[0][1]  # and at the same time
@@ -73,7 +80,4 @@ def test_evaluate_flow_fans_out_over_two_dask_workers_and_commits_to_dvc(eval_pr
     assert (proj / "reports/eval/summary.csv").read_text().count(",m,1") == 3
     # the outputs are recorded as if `dvc repro` had made them: nothing is stale
     assert "up to date" in sh([str(BIN / "dvc"), "status"], proj).lower()
-    # a second run finds nothing stale and starts no stage command
-    before = [(proj / f"data/eval/{n}/run.json").read_text() for n in names]
-    evaluate(str(proj))
-    assert [(proj / f"data/eval/{n}/run.json").read_text() for n in names] == before
+    assert after == before

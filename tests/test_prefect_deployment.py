@@ -5,20 +5,15 @@ table, report Markdown) must exist under their stable keys. Only the processes s
 stopped.
 """
 
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tests.prefect_server import BIN, ROOT, prefect_server
 
 TRIVIAL_DVC = """stages:
   report:
@@ -37,12 +32,6 @@ pathlib.Path('reports/eval').mkdir(parents=True, exist_ok=True)
 pathlib.Path('reports/report.md').write_text(f'# report\\n\\nlr = {lr}\\n')
 pathlib.Path('reports/eval/summary.csv').write_text(f'checkpoint,metric,mean\\nround_1,shapeland_utility,{lr}\\n')
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sh(cmd, cwd, env, check=True, timeout=300):
@@ -68,25 +57,7 @@ def scratch_project(tmp_path):
 
 
 def test_served_deployment_runs_as_a_dvc_experiment(scratch_project, tmp_path):
-    port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"),
-               PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
-               PYTHONPATH=str(ROOT), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    procs = []
-    try:
-        server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        procs.append(server)
-        deadline = time.time() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read() == b"true":
-                    break
-            except OSError:
-                pass
-            assert time.time() < deadline and server.poll() is None, "prefect server did not start"
-            time.sleep(1)
+    with prefect_server(tmp_path) as (env, procs):
         serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--project-dir", str(scratch_project),
                                   "--no-replan"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
@@ -106,11 +77,3 @@ def test_served_deployment_runs_as_a_dvc_experiment(scratch_project, tmp_path):
         assert "shapeland_utility" in art and "0.5" in art
         md = sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-report"], ROOT, env).stdout
         assert "lr = 0.5" in md
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
