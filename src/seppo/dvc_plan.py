@@ -58,7 +58,9 @@ def build(params: Params) -> dict:
     st: dict = {}
     st["world"] = {"cmd": "seppo world", "deps": ["src/seppo/world"], "params": ["world"],
                    "outs": ["data/world"], "metrics": _metrics("reports/metrics/world.json")}
-    st["base_model"] = {"cmd": "seppo base-model", "deps": ["data/world/web", "src/seppo/models"],
+    st["base_model"] = {"cmd": "seppo base-model",
+                        "deps": ["data/world/web"] + [f"src/seppo/models/{m}.py" for m in
+                                                      ("components", "pipeline", "pretrain", "stage", "tokenizer")],
                         "params": ["base_model"], "outs": ["models/base"],
                         "metrics": _metrics("reports/metrics/base_model.json")}
     st["base_samples"] = {

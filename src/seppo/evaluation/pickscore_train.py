@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import time
 from pathlib import Path
 
@@ -238,8 +239,6 @@ def run_scorer_model(cfg: ScorerModelConfig, image_size: int, web_dir: Path, ing
         model.eval()
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
-        import shutil
-
         shutil.rmtree(tmp / "_tokenizer")
 
     # agreement on held-out pairs
