@@ -349,9 +349,9 @@ class ScorerModelConfig(_Section):
     contrastive_steps: int = Field(800, ge=1, description="Phase 1 steps (InfoNCE on the web corpus).")
     contrastive_batch: int = Field(128, ge=2, description="Phase 1 batch size.")
     contrastive_lr: float = Field(1e-3, gt=0, description="Phase 1 peak learning rate (AdamW, cosine).")
-    preference_steps: int = Field(400, ge=1, description="Phase 2 steps (PickScore's loss on pairs).")
+    preference_steps: int = Field(200, ge=1, description="Phase 2 steps (PickScore's loss on pairs).")
     preference_batch: int = Field(64, ge=1, description="Phase 2 pairs per step.")
-    preference_lr: float = Field(1e-4, gt=0, description="Phase 2 peak learning rate.")
+    preference_lr: float = Field(3e-5, gt=0, description="Phase 2 peak learning rate.")
     warmup_steps: int = Field(20, ge=0, description="Linear warm-up of each phase.")
     holdout_share: float = Field(0.15, gt=0, lt=1, description="Share of captions whose pairs are held out.")
     truth_margin: float = Field(0.02, ge=0, description="Pairs whose ground-truth utilities differ by "
