@@ -5,7 +5,7 @@ scorers (real architectures, small random weights saved in the real formats so n
 needed: CLIP for PickScore / CLIP score / aesthetic head, open_clip for HPSv2, BLIP (ViT-B, BERT-tiny)
 for ImageReward, every vision tower at 64 px, plus the ground truth) score the same images both ways
 in one run.
-    python benchmarks/bench_eval.py [--images 64 --batch 32]
+    python benchmarks/bench_eval.py [--images 256 --batch 32]
 Prints both throughputs and the ratio (target >= 4x).
 """
 
@@ -61,7 +61,7 @@ def build_models(d: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
     from seppo.evaluation.scorers import build_scorers
