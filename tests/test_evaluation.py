@@ -215,3 +215,15 @@ def test_imagereward_checkpoint_through_the_real_blip_code(tmp_path):
                                        return_dict=True).last_hidden_state[:, 0, :]
         one = ((ir.model.mlp(h) - IR_MEAN) / IR_STD).item()
     assert s[1] == pytest.approx(one, rel=1e-4, abs=1e-5)
+
+    # a checkpoint of another input side: a clear error naming the params, not a shape dump
+    small = build_model(tmp_path / "med_config.json", vit="base", image_size=64)
+    torch.save(small.state_dict(), tmp_path / "ImageReward64.pt")
+    models = {"imagereward_checkpoint": str(tmp_path / "ImageReward64.pt"),
+              "imagereward_med_config": str(tmp_path / "med_config.json"),
+              "imagereward_tokenizer": str(tmp_path / "tok"), "imagereward_vit": "base"}
+    with pytest.raises(MissingWeights, match="imagereward_image_size"):
+        build_scorers(["imagereward"], models)
+    (ir64,) = build_scorers(["imagereward"], {**models, "imagereward_image_size": 64}, batch_size=2)
+    assert ir64.preprocess(Image.fromarray(IMAGES[0])).shape == (3, 64, 64)
+    assert np.isfinite(ir64.score(IMAGES, PROMPTS)).all()

@@ -64,7 +64,12 @@ class ImageRewardScorer:
 
         self.model = build_model(med_config, vit, image_size)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        missing, _ = self.model.load_state_dict(state, strict=False)
+        try:
+            missing, _ = self.model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shapes: another ViT size or input side than the checkpoint's
+            raise MissingWeights(
+                f"{checkpoint}: does not fit a BLIP ViT-{vit} at {image_size} px ({str(err).splitlines()[1:2]}); "
+                "set evaluate.models.imagereward_vit / imagereward_image_size to the checkpoint's") from None
         if missing:
             raise MissingWeights(f"{checkpoint}: not an ImageReward checkpoint (missing {missing[:3]}...)")
         self.model.eval().to(device)
