@@ -241,3 +241,39 @@ def test_channels_last_gives_the_same_round(project, tmp_path):
     db = torch.cat([(wb[n] - w0[n]).flatten() for n in wa])
     assert (da - db).norm() / da.norm() < 0.05
     assert all(wb[n].is_contiguous() for n in wb)  # saved in the standard layout
+
+
+def test_precomputed_reference_errors_give_the_same_round_without_loading_the_reference(project, tmp_path,
+                                                                                       monkeypatch):
+    import seppo.training.trainer as trainer_mod
+
+    cfg = TrainConfig(**{**TINY, "updates_per_round": 3})
+    a = run_round(cfg, 1, fresh(project, tmp_path / "a"))
+    loads = []
+    real = trainer_mod._load_unet
+    monkeypatch.setattr(trainer_mod, "_load_unet", lambda folder, dtype=None: loads.append(folder) or real(folder, dtype))
+    pre = TrainConfig(**{**TINY, "updates_per_round": 3, "reference_errors": "precomputed"})
+    b = run_round(pre, 1, fresh(project, tmp_path / "b"))
+    assert len(loads) == 1  # the policy only: the reference UNet is never loaded for training
+    assert b["reference_errors"] == "precomputed"
+    assert b["mean_loss"] == pytest.approx(a["mean_loss"], rel=1e-5)
+    la = (tmp_path / "a/p/runs/round_1/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]
+    lb = (tmp_path / "b/p/runs/round_1/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]
+    assert [float(x.split("\t")[1]) for x in lb] == pytest.approx([float(x.split("\t")[1]) for x in la], rel=1e-5)
+    w0 = unet_state(project / "models/base")
+    wa, wb = unet_state(tmp_path / "a/p/models/round_1"), unet_state(tmp_path / "b/p/models/round_1")
+    da = torch.cat([(wa[n] - w0[n]).flatten() for n in wa])
+    db = torch.cat([(wb[n] - w0[n]).flatten() for n in wa])
+    assert (da - db).norm() / da.norm() < 1e-3
+
+
+def test_precomputed_errors_must_match_the_round(project, tmp_path):
+    root = fresh(project, tmp_path)
+    cfg = TrainConfig(**TINY)
+    lay = Layout(root)
+    run_select(cfg, 1, lay)
+    run_refsamples(cfg, 1, lay, root / "data/cache")  # in_step: no errors written
+    with pytest.raises(FileNotFoundError, match="reference_errors=precomputed needs the refsamples"):
+        run_train(TrainConfig(**{**TINY, "reference_errors": "precomputed"}), 1, lay, root / "data/cache")
+    with pytest.raises(ValueError, match="needs loss=seppo"):
+        TrainConfig(**{**TINY, "loss": "dpo", "reference_errors": "precomputed"})

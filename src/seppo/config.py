@@ -265,6 +265,10 @@ class TrainConfig(_Section):
                                 "on recent NVIDIA GPUs with AMP; no gain on CPU).")
     compile: bool = Field(False, description="torch.compile the policy UNet in place (Module.compile: state-dict "
                           "keys unchanged); pays off on long CUDA runs, minutes of compile time on CPU.")
+    reference_errors: Literal["in_step", "precomputed"] = Field(
+        "in_step", description="precomputed (seppo only): the refsamples stage also runs the reference UNet on "
+        "every position's (winner, reference sample) with the round's own noise and timesteps and stores the "
+        "per-sample errors; training then never loads the reference UNet (its memory and ~1/4 of each step).")
     offload_reference: bool = Field(
         False, description="Keep the reference UNet's weights in CPU memory and stream them to the device for "
         "each forward (accelerate cpu_offload): frees its VRAM (SD1.5 fp16 1.7 GB, SDXL 5.1 GB) for slower steps.")
@@ -292,6 +296,12 @@ class TrainConfig(_Section):
         5, ge=1, description="Stop after this many consecutive NaN/Inf losses (last good state kept)."
     )
     log_every: int = Field(1, ge=1, description="Log metrics every N updates.")
+
+    @model_validator(mode="after")
+    def _precomputed_needs_seppo(self) -> "TrainConfig":
+        if self.reference_errors == "precomputed" and self.loss != "seppo":
+            raise ValueError(f"reference_errors=precomputed needs loss=seppo (got loss={self.loss!r})")
+        return self
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "TrainConfig":

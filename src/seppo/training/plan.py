@@ -75,6 +75,16 @@ def noise_seed(seed: int, round_k: int, update: int, micro: int) -> int:
     return _seed("noise", seed, round_k, update, micro)
 
 
+def round_noise(seed: int, round_k: int, update: int, micro: int, global_mb: int, shape, T: int):
+    """(noise, t) of one global micro-batch: the same draw whatever the number of processes."""
+    import torch
+
+    g = torch.Generator().manual_seed(noise_seed(seed, round_k, update, micro))
+    noise = torch.randn((global_mb, *shape), generator=g)
+    t = torch.randint(0, T, (global_mb,), generator=g)
+    return noise, t
+
+
 def ref_sample_keys(captions: list[str], uids: list[str], mode: str, per_prompt: int, round_k: int,
                     seed: int) -> tuple[list[int], list[str], list[int]]:
     """Which reference sample each position of a round uses.

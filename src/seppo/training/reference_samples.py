@@ -18,7 +18,7 @@ import pandas as pd
 from ..config import TrainConfig
 from ..data.cache import LatentCache
 from ..io_utils import atomic_dir, write_json
-from .plan import Layout, ref_sample_keys, round_rows, samples_per_round
+from .plan import Layout, ref_sample_keys, round_noise, round_rows, samples_per_round
 from .selection import select_reference, selection_rng
 
 
@@ -100,8 +100,17 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
     seconds = time.perf_counter() - t0
     if not main:  # the main process writes the round's samples
         return settings
+    errors = None
+    if cfg.reference_errors == "precomputed":
+        t1 = time.perf_counter()
+        errors = precompute_reference_errors(cfg, k, pipe.unet, selection["reference"], cache, rows,
+                                             lat[torch.as_tensor(index)])
+        settings["seconds_reference_errors"] = round(time.perf_counter() - t1, 2)
     with atomic_dir(out) as tmp:
         save_file({"latents": lat.contiguous()}, str(tmp / "latents.safetensors"))
+        if errors is not None:
+            save_file({"e_ref_w": errors[0].contiguous(), "e_ref_r": errors[1].contiguous()},
+                      str(tmp / "reference_errors.safetensors"))
         pd.DataFrame({"position": np.arange(len(rows)), "row": rows, "sample": index}).to_parquet(
             tmp / "index.parquet", index=False)
         pd.DataFrame({"sample": np.arange(len(prompts)), "prompt": prompts,
@@ -110,6 +119,47 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
                         samples_per_second=round(len(prompts) / max(seconds, 1e-9), 2))
         write_json(tmp / "settings.json", settings)
     return settings
+
+
+def precompute_reference_errors(cfg: TrainConfig, k: int, unet, reference_dir: str, cache: LatentCache,
+                                rows: np.ndarray, z_r_per_position):
+    """The reference's (e_ref^w, e_ref^r) for every position of the round, with exactly the noise and
+    timesteps the trainer will draw there (plan.round_noise), one fused 2B forward per global micro-batch."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from .trainer import reference_errors
+
+    sched = DDPMScheduler.from_pretrained(reference_dir, subfolder="scheduler")
+    T = sched.config.num_train_timesteps
+    global_mb = cfg.micro_batch * cfg.processes
+    shape = tuple(cache.latents(rows[:1]).shape[1:])
+    device = unet.device
+    e_w, e_r = torch.zeros(len(rows)), torch.zeros(len(rows))
+    for update in range(cfg.updates_per_round):
+        for micro in range(cfg.grad_accum):
+            start = (update * cfg.grad_accum + micro) * global_mb
+            pos = np.arange(start, start + global_mb)
+            noise, t = round_noise(cfg.seed, k, update, micro, global_mb, shape, T)
+            cond = cache.conditioning(rows[pos]).to(device)
+            w, r = reference_errors(unet, sched, cache.latents(rows[pos]).to(device),
+                                    z_r_per_position[pos].to(device), cond, noise.to(device), t.to(device))
+            e_w[pos], e_r[pos] = w.float().cpu(), r.float().cpu()
+    return e_w, e_r
+
+
+def load_reference_errors(folder: Path, n: int):
+    """(e_ref^w, e_ref^r) per position, written by the refsamples stage with reference_errors=precomputed."""
+    from safetensors.torch import load_file
+
+    path = folder / "reference_errors.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: train.reference_errors=precomputed needs the refsamples "
+                                "stage run with the same setting (dvc repro re-runs it)")
+    e = load_file(str(path))
+    if len(e["e_ref_w"]) != n:
+        raise RuntimeError(f"{path}: {len(e['e_ref_w'])} positions, the round has {n}: rerun the refsamples stage")
+    return e["e_ref_w"], e["e_ref_r"]
 
 
 def load_refsamples(folder: Path):

@@ -25,8 +25,8 @@ from ..data.cache import LatentCache
 from ..io_utils import atomic_dir, write_json
 from ..models.conditioning import as_cond
 from .losses import dpo_loss, per_sample_error, seppo_loss, sft_loss
-from .plan import Layout, noise_seed
-from .reference_samples import load_refsamples, round_plan
+from .plan import Layout, round_noise
+from .reference_samples import load_reference_errors, load_refsamples, round_plan
 
 STATE_VERSION = 1
 
@@ -112,6 +112,9 @@ class _Batches:
                         f"{layout.refsamples(k)} was generated for other winners than this round's "
                         "(params changed since?): rerun the refsamples stage")
                 self.second = lat
+        self.e_ref = None
+        if cfg.reference_errors == "precomputed":
+            self.e_ref = load_reference_errors(layout.refsamples(k), len(self.rows))
         self.global_mb = cfg.micro_batch * processes
 
     def get(self, update: int, micro: int, process: int):
@@ -126,19 +129,32 @@ class _Batches:
             z_r = self.losers.latents(self.second_rows[pos])
         else:
             z_r = None
-        return z_w, z_r, cond
+        e_ref = None if self.e_ref is None else (self.e_ref[0][pos], self.e_ref[1][pos])
+        return z_w, z_r, cond, e_ref
 
     def noise(self, update: int, micro: int, shape, process: int, T: int):
         """The same global draw whatever the number of processes; this process takes its slice."""
-        g = torch.Generator().manual_seed(noise_seed(self.cfg.seed, self.k, update, micro))
-        noise = torch.randn((self.global_mb, *shape), generator=g)
-        t = torch.randint(0, T, (self.global_mb,), generator=g)
+        noise, t = round_noise(self.cfg.seed, self.k, update, micro, self.global_mb, shape, T)
         sl = slice(process * self.cfg.micro_batch, (process + 1) * self.cfg.micro_batch)
         return noise[sl], t[sl]
 
 
-def compute_loss(cfg: TrainConfig, policy, reference, scheduler, z_w, z_r, cond, noise, t):
-    """One micro-batch: fused 2B forwards with shared (noise, t); returns (loss, stats)."""
+def reference_errors(reference, scheduler, z_w, z_r, cond, noise, t):
+    """(e_ref^w, e_ref^r): the reference UNet's fused 2B forward, no gradient."""
+    cond = as_cond(cond)
+    x = torch.cat([scheduler.add_noise(z_w, noise, t), scheduler.add_noise(z_r, noise, t)])
+    cc = cond.twice().to(reference.dtype)
+    with torch.no_grad():
+        e = per_sample_error(reference(x.to(reference.dtype), torch.cat([t, t]), **cc.unet_kwargs()).sample,
+                             torch.cat([noise, noise]))
+    return e.chunk(2)
+
+
+def compute_loss(cfg: TrainConfig, policy, reference, scheduler, z_w, z_r, cond, noise, t, e_ref=None):
+    """One micro-batch: fused 2B forwards with shared (noise, t); returns (loss, stats).
+
+    ``e_ref``: the reference's (e_ref^w, e_ref^r) when precomputed by the refsamples stage; else the
+    reference UNet runs here."""
     cond = as_cond(cond)
     if cfg.loss == "sft":
         x = scheduler.add_noise(z_w, noise, t)
@@ -147,11 +163,8 @@ def compute_loss(cfg: TrainConfig, policy, reference, scheduler, z_w, z_r, cond,
     x = torch.cat([scheduler.add_noise(z_w, noise, t), scheduler.add_noise(z_r, noise, t)])
     tt, cc, target = torch.cat([t, t]), cond.twice(), torch.cat([noise, noise])
     e_pol = per_sample_error(policy(x, tt, **cc.unet_kwargs()).sample, target)
-    with torch.no_grad():
-        e_ref = per_sample_error(
-            reference(x.to(reference.dtype), tt, **cc.to(reference.dtype).unet_kwargs()).sample, target)
     e_pol_w, e_pol_r = e_pol.chunk(2)
-    e_ref_w, e_ref_r = e_ref.chunk(2)
+    e_ref_w, e_ref_r = e_ref if e_ref is not None else reference_errors(reference, scheduler, z_w, z_r, cond, noise, t)
     if cfg.loss == "dpo":
         return dpo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=cfg.beta)
     return seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=cfg.beta, criterion=cfg.criterion,
@@ -206,7 +219,7 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
         policy.to(memory_format=torch.channels_last)
     policy.train()
     reference = None
-    if cfg.loss != "sft":
+    if cfg.loss != "sft" and cfg.reference_errors == "in_step":
         reference = _load_unet(ref_dir, weight_dtype).eval().requires_grad_(False)
         if cfg.channels_last:
             reference.to(memory_format=torch.channels_last)
@@ -266,10 +279,12 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
         t0 = time.perf_counter()
         sums, finite = {}, True
         for micro in range(cfg.grad_accum):
-            z_w, z_r, cond = batches.get(update, micro, rank)
+            z_w, z_r, cond, e_ref = batches.get(update, micro, rank)
             noise, t = batches.noise(update, micro, latent_shape, rank, T)
             dev = acc.device
             args = [x.to(dev) if x is not None else None for x in (z_w, z_r, cond, noise, t)]
+            if e_ref is not None:
+                args.append(tuple(e.to(dev) for e in e_ref))
             sync = contextlib.nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(policy)
             with sync, acc.autocast():
                 loss, stats = compute_loss(cfg, policy, reference, noise_sched, *args)
@@ -323,6 +338,7 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, stop_af
     import resource
 
     summary = {"round": k, "loss_type": cfg.loss, "reference": str(ref_dir), "policy_init": str(policy_dir),
+               "reference_errors": cfg.reference_errors,
                "updates": cfg.updates_per_round, "effective_batch": P * cfg.micro_batch * cfg.grad_accum,
                # peak resident memory of this process (Linux: KiB): the bank stays on disk, so it
                # must not grow with the round number
