@@ -54,7 +54,7 @@ def main() -> None:
     from seppo.training.losses import per_sample_error, seppo_loss
     from seppo.training.plan import ref_sample_keys, round_rows
     from seppo.training.reference_samples import generate_latents
-    from seppo.training.trainer import compute_loss
+    from seppo.training.trainer import compute_loss, reference_errors
 
     torch.manual_seed(0)
     sampling = SamplingConfig(steps=args.steps)
@@ -88,18 +88,33 @@ def main() -> None:
 
     n_samples: list[int] = []
 
-    def fast(mode):
+    def fast(mode, precomputed=False):
         policy, ref, opt = fresh_models()
         t0 = time.perf_counter()
         index, prompts, seeds = ref_sample_keys(captions, uids, mode, args.samples_per_prompt, 1, 0)
         n_samples.append(len(prompts))
         lat = generate_latents(pipe, prompts, seeds, sampling, batch_size=64)[torch.tensor(index)]
+        e_ref = None
+        if precomputed:  # what the refsamples stage does with train.reference_errors=precomputed
+            draws = [noise_for(u) for u in range(args.updates)]
+            noise_all, t_all = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])
+            w, r = [], []
+            for lo in range(0, n, 64):  # large batches, as the stage does (train.ref_batch_size)
+                sl = np.arange(lo, min(lo + 64, n))
+                ew, er = reference_errors(ref, sched, cache.latents(rows[sl]), lat[sl], cache.embeddings(cap_rows[sl]),
+                                          noise_all[sl], t_all[sl])
+                w.append(ew)
+                r.append(er)
+            w, r = torch.cat(w), torch.cat(r)
+            e_ref = [(w[u * args.micro_batch:(u + 1) * args.micro_batch], r[u * args.micro_batch:(u + 1) * args.micro_batch])
+                     for u in range(args.updates)]
         losses = []
         for u in range(args.updates):
             pos = np.arange(u * args.micro_batch, (u + 1) * args.micro_batch)
             z_w, cond = cache.latents(rows[pos]), cache.embeddings(cap_rows[pos])
             noise, t = noise_for(u)
-            loss, _ = compute_loss(cfg, policy, ref, sched, z_w, lat[pos], cond, noise, t)
+            loss, _ = compute_loss(cfg, policy, None if precomputed else ref, sched, z_w, lat[pos], cond, noise, t,
+                                   e_ref=e_ref[u] if precomputed else None)
             loss.backward()
             opt.step()
             opt.zero_grad()
@@ -134,7 +149,8 @@ def main() -> None:
 
     naive_sps, naive_losses = naive()
     fast_sps, fast_losses = fast("per_winner")
-    prompt_sps, _ = fast("per_prompt")
+    prompt_sps, prompt_losses = fast("per_prompt")
+    pre_sps, pre_losses = fast("per_prompt", precomputed=True)
     print(f"winner samples per round: {n} ({args.updates} updates x micro-batch {args.micro_batch}) over "
           f"{len(set(captions))} unique prompts; reference samples: {sampling.sampler} {args.steps} steps, "
           f"guidance {sampling.guidance}, {torch.get_num_threads()} threads")
@@ -143,7 +159,11 @@ def main() -> None:
           f"   ({n_samples[0]} reference samples)")
     print(f"fast, per_prompt ({args.samples_per_prompt})     : {prompt_sps:8.2f} winner samples/s   ratio "
           f"{prompt_sps / naive_sps:5.1f}x (target >= 5x)   ({n_samples[1]} reference samples)")
+    print(f"  + precomputed ref errors: {pre_sps:8.2f} winner samples/s   ratio {pre_sps / naive_sps:5.1f}x"
+          f"   (the reference forwards move out of the training loop)")
     diff = max(abs(a - b) for a, b in zip(naive_losses, fast_losses))
+    diff_pre = max(abs(a - b) for a, b in zip(prompt_losses, pre_losses))
+    print(f"max |loss difference| per_prompt in-step vs precomputed reference errors: {diff_pre:.2e}")
     print(f"max |loss difference| naive vs fast (per_winner), same inputs: {diff:.2e}")
 
 

@@ -124,7 +124,7 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
 def precompute_reference_errors(cfg: TrainConfig, k: int, unet, reference_dir: str, cache: LatentCache,
                                 rows: np.ndarray, z_r_per_position):
     """The reference's (e_ref^w, e_ref^r) for every position of the round, with exactly the noise and
-    timesteps the trainer will draw there (plan.round_noise), one fused 2B forward per global micro-batch."""
+    timesteps the trainer will draw there (plan.round_noise), in batches of ``ref_batch_size`` positions."""
     import torch
     from diffusers import DDPMScheduler
 
@@ -135,16 +135,20 @@ def precompute_reference_errors(cfg: TrainConfig, k: int, unet, reference_dir: s
     global_mb = cfg.micro_batch * cfg.processes
     shape = tuple(cache.latents(rows[:1]).shape[1:])
     device = unet.device
-    e_w, e_r = torch.zeros(len(rows)), torch.zeros(len(rows))
+    noise, t = [], []  # the trainer's draws, global micro-batch by global micro-batch
     for update in range(cfg.updates_per_round):
         for micro in range(cfg.grad_accum):
-            start = (update * cfg.grad_accum + micro) * global_mb
-            pos = np.arange(start, start + global_mb)
-            noise, t = round_noise(cfg.seed, k, update, micro, global_mb, shape, T)
-            cond = cache.conditioning(rows[pos]).to(device)
-            w, r = reference_errors(unet, sched, cache.latents(rows[pos]).to(device),
-                                    z_r_per_position[pos].to(device), cond, noise.to(device), t.to(device))
-            e_w[pos], e_r[pos] = w.float().cpu(), r.float().cpu()
+            nz, tt = round_noise(cfg.seed, k, update, micro, global_mb, shape, T)
+            noise.append(nz)
+            t.append(tt)
+    noise, t = torch.cat(noise), torch.cat(t)
+    e_w, e_r = torch.zeros(len(rows)), torch.zeros(len(rows))
+    for lo in range(0, len(rows), cfg.ref_batch_size):  # large batches: positions are independent
+        pos = np.arange(lo, min(lo + cfg.ref_batch_size, len(rows)))
+        cond = cache.conditioning(rows[pos]).to(device)
+        w, r = reference_errors(unet, sched, cache.latents(rows[pos]).to(device), z_r_per_position[pos].to(device),
+                                cond, noise[pos].to(device), t[pos].to(device))
+        e_w[pos], e_r[pos] = w.float().cpu(), r.float().cpu()
     return e_w, e_r
 
 
