@@ -147,6 +147,11 @@ def main() -> None:
             losses.append(loss.item())
         return n / (time.perf_counter() - t0), losses
 
+    # warm-up (allocator, kernels, lazy imports) so that neither path pays it inside its timing
+    policy, ref, _ = fresh_models()
+    generate_latents(pipe, captions[:4], list(range(4)), sampling, batch_size=4)
+    compute_loss(cfg, policy, ref, sched, cache.latents(rows[:4]), cache.latents(rows[4:8]),
+                 cache.embeddings(rows[:4]), *[x[:4] for x in noise_for(0)])[0].backward()
     naive_sps, naive_losses = naive()
     fast_sps, fast_losses = fast("per_winner")
     prompt_sps, prompt_losses = fast("per_prompt")
