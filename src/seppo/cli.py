@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -14,23 +15,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file to read.")
 
 
-def _params(path: Path):
+@contextlib.contextmanager
+def _exit_on(errors, code: int):
+    """An expected failure of a stage: its message on stderr and exit ``code``, no traceback."""
     try:
-        return load_params(path)
-    except ConfigError as err:
+        yield
+    except errors as err:
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(code) from None
+
+
+def _params(path: Path):
+    with _exit_on(ConfigError, 2):
+        return load_params(path)
 
 
 def _validated(data: dict, source: str):
     """Params from an in-memory mapping (after overrides), exiting 2 with the error like _params."""
     from .config import parse_params
 
-    try:
+    with _exit_on(ConfigError, 2):
         return parse_params(data, source)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _show(metrics: dict) -> None:
@@ -87,11 +92,8 @@ def ingest(
     from .data.sources import SourceNotFound
     from .data.ingest import run_ingest
 
-    try:
+    with _exit_on(SourceNotFound, 2):
         _show(run_ingest(_params(params).ingest, out, metrics))
-    except SourceNotFound as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -105,11 +107,8 @@ def validate(
     """Run the Great Expectations checkpoint on the ingested rows; fail above the quarantine limit."""
     from .data.expectations import DataQualityError, run_validate
 
-    try:
+    with _exit_on(DataQualityError, 1):
         _show(run_validate(_params(params).ingest, ingest_dir, docs, results, metrics))
-    except DataQualityError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -165,11 +164,8 @@ def train(
     from .training.plan import Layout
     from .training.trainer import TrainingDiverged, run_train
 
-    try:
+    with _exit_on(TrainingDiverged, 1):
         _show(run_train(_params(params).train, round_k, Layout(root), root / cache_dir, stop_after))
-    except TrainingDiverged as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
 
 
 @app.command("eval-generate")
@@ -215,11 +211,8 @@ def evaluate(
     from .evaluation.scorers import MissingWeights
     from .evaluation.stage import run_evaluate
 
-    try:
+    with _exit_on(MissingWeights, 2):
         _show(run_evaluate(_params(params).evaluate, images, out, metrics, plots))
-    except MissingWeights as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
