@@ -38,18 +38,14 @@ def _metrics(path: str) -> list:
 
 def _local_model_deps(params: Params) -> list[str]:
     """Scorer weights that live in the project (e.g. models/pickscore) are deps of `evaluate`."""
-    used = {
-        "pickscore_x100": ["pickscore_model", "pickscore_processor"], "clip_l14_x100": ["clip_model"],
-        "aesthetic_laion": ["clip_model", "aesthetic_head"], "hps_v20_x100": ["hps_v20_checkpoint"],
-        "hps_v21_x100": ["hps_v21_checkpoint"],
-        "imagereward": ["imagereward_checkpoint", "imagereward_med_config", "imagereward_tokenizer"]}
+    from .evaluation.scorers.base import WEIGHT_KEYS, built_here
+
     models = params.evaluate.models.model_dump()
     paths = []
     for scorer in params.evaluate.scorers:
-        for key in used.get(scorer, []):
-            value = models.get(key)
-            if value and value.startswith("models/") and value not in paths:
-                paths.append(value)
+        for key in WEIGHT_KEYS.get(scorer, []):
+            if built_here(models.get(key)) and models[key] not in paths:
+                paths.append(models[key])
     return paths
 
 

@@ -89,17 +89,14 @@ def _fmt(x, nd=3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and pd.isna(x)) else f"{x:.{nd}f}"
 
 
-_SCORER_WEIGHTS = {"pickscore_x100": "pickscore_model", "clip_l14_x100": "clip_model",
-                   "aesthetic_laion": "aesthetic_head", "hps_v20_x100": "hps_v20_checkpoint",
-                   "hps_v21_x100": "hps_v21_checkpoint", "imagereward": "imagereward_checkpoint"}
-
-
 def _scorer_section(params: Params, sm: dict) -> list[str]:
     """Which weights each scorer used, and how well the in-project PickScore agrees with the truth."""
+    from ..evaluation.scorers.base import WEIGHT_KEYS
+
     models = params.evaluate.models.model_dump()
     md = ["## Scorers", ""]
     for name in params.evaluate.scorers:
-        key = _SCORER_WEIGHTS.get(name)
+        key = WEIGHT_KEYS.get(name, [None])[0]
         src = f"`{models[key]}` (evaluate.models.{key})" if key else "pixels, no weights (never used by training)"
         md.append(f"- `{name}`: {src}")
     md.append("")

@@ -29,6 +29,21 @@ class Scorer(Protocol):
 
 REGISTRY: dict[str, Callable[..., Scorer]] = {}
 
+# The evaluate.models keys each scorer reads, its main weights first (for DVC deps and the report).
+WEIGHT_KEYS: dict[str, list[str]] = {
+    "pickscore_x100": ["pickscore_model", "pickscore_processor"],
+    "clip_l14_x100": ["clip_model"],
+    "aesthetic_laion": ["aesthetic_head", "clip_model"],
+    "hps_v20_x100": ["hps_v20_checkpoint"],
+    "hps_v21_x100": ["hps_v21_checkpoint"],
+    "imagereward": ["imagereward_checkpoint", "imagereward_med_config", "imagereward_tokenizer"],
+}
+
+
+def built_here(value: str | None) -> bool:
+    """Weights under models/ are made by a stage of this pipeline (e.g. models/pickscore)."""
+    return bool(value) and str(value).startswith("models/")
+
 
 def register(*names: str):
     def deco(factory):
