@@ -83,3 +83,18 @@ def test_download_models_fails_offline_without_touching_the_network(tmp_path, mo
     (tmp_path / "params.yaml").write_text("evaluate:\n  models:\n    pickscore_model: yuvalkirstain/PickScore_v1\n")
     res = CliRunner().invoke(app, ["download-models", "--params", str(tmp_path / "params.yaml"), "--scorers-only"])
     assert res.exit_code != 0  # offline mode: the hub refuses instead of downloading
+
+
+def test_download_models_skips_weights_the_pipeline_builds(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from seppo.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models = {k: None for k in ("clip_model", "aesthetic_head", "hps_v20_checkpoint", "hps_v21_checkpoint",
+                                "imagereward_checkpoint", "imagereward_med_config", "imagereward_tokenizer")}
+    models.update(pickscore_model="models/pickscore", pickscore_processor="models/pickscore")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"models": models}}))
+    res = CliRunner().invoke(app, ["download-models", "--params", str(tmp_path / "params.yaml"), "--scorers-only"])
+    assert res.exit_code == 0, res.output  # not mistaken for a Hub repo named "models/pickscore"
+    assert res.output.count("built by the pipeline, skipped") == 2

@@ -291,7 +291,12 @@ def download_models(
               if isinstance(v, str) and "/" in v and k != "hps_architecture"]
     if not scorers_only and p.base_model.source != "embedded":
         wanted.append(("base_model.source", p.base_model.source))
+    from .evaluation.scorers.base import built_here
+
     for key, value in wanted:
+        if built_here(value):  # e.g. models/pickscore: made by the pipeline, not a Hub repo
+            typer.echo(f"{key}: built by the pipeline, skipped")
+            continue
         if Path(value.split("::")[0]).exists():
             typer.echo(f"{key}: local path, skipped")
             continue
