@@ -139,32 +139,39 @@ class _Batches:
         return noise[sl], t[sl]
 
 
-def reference_errors(reference, scheduler, z_w, z_r, cond, noise, t):
-    """(e_ref^w, e_ref^r): the reference UNet's fused 2B forward, no gradient."""
+def _fused_batch(scheduler, z_w, z_r, cond, noise, t):
+    """The 2B batch both UNets see: winner half, reference-sample half, the same (noise, t)."""
     cond = as_cond(cond)
     x = torch.cat([scheduler.add_noise(z_w, noise, t), scheduler.add_noise(z_r, noise, t)])
-    cc = cond.twice().to(reference.dtype)
+    return x, torch.cat([t, t]), cond.twice(), torch.cat([noise, noise])
+
+
+def _reference_forward(reference, x, tt, cc, target):
     with torch.no_grad():
-        e = per_sample_error(reference(x.to(reference.dtype), torch.cat([t, t]), **cc.unet_kwargs()).sample,
-                             torch.cat([noise, noise]))
+        e = per_sample_error(
+            reference(x.to(reference.dtype), tt, **cc.to(reference.dtype).unet_kwargs()).sample, target)
     return e.chunk(2)
+
+
+def reference_errors(reference, scheduler, z_w, z_r, cond, noise, t):
+    """(e_ref^w, e_ref^r): the reference UNet's fused 2B forward, no gradient."""
+    return _reference_forward(reference, *_fused_batch(scheduler, z_w, z_r, cond, noise, t))
 
 
 def compute_loss(cfg: TrainConfig, policy, reference, scheduler, z_w, z_r, cond, noise, t, e_ref=None):
     """One micro-batch: fused 2B forwards with shared (noise, t); returns (loss, stats).
 
     ``e_ref``: the reference's (e_ref^w, e_ref^r) when precomputed by the refsamples stage; else the
-    reference UNet runs here."""
-    cond = as_cond(cond)
+    reference UNet runs here, on the same fused batch as the policy."""
     if cfg.loss == "sft":
+        cond = as_cond(cond)
         x = scheduler.add_noise(z_w, noise, t)
         e_pol_w = per_sample_error(policy(x, t, **cond.unet_kwargs()).sample, noise)
         return sft_loss(e_pol_w)
-    x = torch.cat([scheduler.add_noise(z_w, noise, t), scheduler.add_noise(z_r, noise, t)])
-    tt, cc, target = torch.cat([t, t]), cond.twice(), torch.cat([noise, noise])
+    x, tt, cc, target = _fused_batch(scheduler, z_w, z_r, cond, noise, t)
     e_pol = per_sample_error(policy(x, tt, **cc.unet_kwargs()).sample, target)
     e_pol_w, e_pol_r = e_pol.chunk(2)
-    e_ref_w, e_ref_r = e_ref if e_ref is not None else reference_errors(reference, scheduler, z_w, z_r, cond, noise, t)
+    e_ref_w, e_ref_r = e_ref if e_ref is not None else _reference_forward(reference, x, tt, cc, target)
     if cfg.loss == "dpo":
         return dpo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=cfg.beta)
     return seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=cfg.beta, criterion=cfg.criterion,
