@@ -113,9 +113,10 @@ def _rounds(project_dir: str) -> int:
 
 
 def _orchestration(project_dir: str) -> dict:
-    o = {"eval_task_runner": "sequential", "dask_workers": 2, "dask_address": None}
-    o.update(_params(project_dir).get("orchestration") or {})
-    return o
+    """params.yaml's `orchestration` section, validated, defaults filled in (seppo.config)."""
+    from seppo.config import OrchestrationConfig
+
+    return OrchestrationConfig.model_validate(_params(project_dir).get("orchestration") or {}).model_dump()
 
 
 @task
@@ -158,7 +159,7 @@ def dask_runner(orch: dict):
 
     if orch.get("dask_address"):
         return DaskTaskRunner(address=orch["dask_address"])
-    return DaskTaskRunner(cluster_kwargs={"n_workers": int(orch["dask_workers"]), "threads_per_worker": 1,
+    return DaskTaskRunner(cluster_kwargs={"n_workers": orch["dask_workers"], "threads_per_worker": 1,
                                           "processes": True, "dashboard_address": None})
 
 
@@ -181,11 +182,9 @@ def seppo_round(round_k: int, project_dir: str = ".") -> None:
 def evaluate(project_dir: str = ".") -> dict:
     orch = _orchestration(project_dir)
     if orch["eval_task_runner"] == "dask":
-        workers = int(orch["dask_workers"])
+        workers = orch["dask_workers"]
         threads = max(1, (os.cpu_count() or 1) // workers)
         evaluate_fan_out.with_options(task_runner=dask_runner(orch))(project_dir, threads)
-    elif orch["eval_task_runner"] != "sequential":
-        raise ValueError(f"orchestration.eval_task_runner must be sequential or dask, got {orch['eval_task_runner']!r}")
     dvc_repro(["evaluate"], project_dir)
     return publish_artifacts(project_dir)
 
