@@ -13,7 +13,8 @@ from seppo.models.conditioning import TextCond, TextEncoders, is_sdxl
 from seppo.models.pipeline import generate, load_pipeline
 from seppo.training.plan import Layout
 from seppo.training.reference_samples import run_refsamples, run_select
-from seppo.training.trainer import compute_loss, run_train
+from seppo.training.forward import MicroBatch, compute_loss
+from seppo.training.trainer import run_train
 from tests.dummy import save_dummy_sdxl_pipeline
 from tests.test_data_ingest import row, write_shard
 
@@ -94,6 +95,6 @@ def test_sdxl_loss_uses_the_fused_forward(sdxl_project):
     z_r = torch.randn_like(z_w)
     g = torch.Generator().manual_seed(0)
     noise, t = torch.randn(z_w.shape, generator=g), torch.tensor([100, 900])
-    loss, stats = compute_loss(TrainConfig(**TINY), unet, unet, sched, z_w, z_r, cond, noise, t)
+    loss, stats = compute_loss(TrainConfig(**TINY), unet, unet, sched, MicroBatch(z_w, z_r, cond, noise, t))
     assert loss.item() == pytest.approx(np.log(2.0), abs=1e-6)  # policy == reference: logit 0
     assert stats.tie_rate == 1.0

@@ -158,14 +158,13 @@ def train(
     round_k: int = ROUND,
     root: Path = ROOT,
     cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
-    stop_after: int = typer.Option(None, hidden=True, help="Tests: crash after N updates."),
 ) -> None:
     """Round k, step 3: train theta_{k-1} against the selected reference; save theta_k."""
     from .training.plan import Layout
     from .training.trainer import TrainingDiverged, run_train
 
     with _exit_on(TrainingDiverged, 1):
-        _show(run_train(_params(params).train, round_k, Layout(root), root / cache_dir, stop_after))
+        _show(run_train(_params(params).train, round_k, Layout(root), root / cache_dir))
 
 
 @app.command("eval-generate")

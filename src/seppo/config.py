@@ -78,6 +78,21 @@ class WorldConfig(_Section):
         ge=10,
         description="Held-out renders on which the ground-truth utility's detectors are scored.",
     )
+    pair_generator_skills: list[float] = Field(
+        [0.5, 0.35, 0.2, 0.1],
+        min_length=1,
+        description="Skill in [0, 1] of each simulated model whose images make the preference pairs "
+        "(0: most attributes wrong and most images defective; 1: like shapeland-xl; the embedded base "
+        "model draws about like 0.35). How far these reach above the base model sets how often the base "
+        "model's own samples beat a winner, i.e. how much the anchor test has to decide (docs/world.md).",
+    )
+
+    @model_validator(mode="after")
+    def _skills_in_range(self) -> "WorldConfig":
+        bad = [s for s in self.pair_generator_skills if not 0.0 <= s <= 1.0]
+        if bad:
+            raise ValueError(f"pair_generator_skills must lie in [0, 1], got {bad}")
+        return self
 
 
 class BaseModelConfig(_Section):
@@ -235,9 +250,30 @@ class TrainConfig(_Section):
     strategy: Literal["uniform", "first", "latest"] = Field(
         "uniform", description="Reference selection from the bank {theta_0..theta_{k-1}} (seppo only)."
     )
-    criterion: Literal["sign", "indicator", "none"] = Field(
-        "sign", description="Anchor criterion: sign (SePPO), indicator (drop instead of flip), none."
+    criterion: Literal["sign", "indicator", "none", "soft"] = Field(
+        "sign", description="Anchor criterion on the winner, gap = e_ref^w - e_pol^w: sign (the paper: s = sign(gap), "
+        "a reference sample is learned as a loser or a second winner), indicator (loser or dropped, never flipped), "
+        "none (always a loser: the paper's 'w/o AAF' ablation), soft (s = tanh(gap / (anchor_soft_c * SE)), "
+        "needs anchor_draws >= 2)."
     )
+    anchor_draws: int = Field(
+        0, ge=0, description="0: the anchor uses the loss's own (eps, t) draw (the paper). K >= 2: the anchor "
+        "averages the gap over K further independent (eps, t) draws per winner (no gradient; costs K policy and "
+        "K reference forwards per winner, see benchmarks/bench_anchor.py) and knows its standard error.")
+    anchor_margin_z: float = Field(
+        0.0, ge=0.0, description="sign/indicator: decide only where |mean gap| > z * SE; elsewhere use "
+        "anchor_fallback. 0 = no margin. Needs anchor_draws >= 2.")
+    anchor_fallback: Literal["loser", "drop"] = Field(
+        "loser", description="s where the margin is not met: loser (+1, plain DPO pair) or drop (0, winner-only term).")
+    anchor_soft_c: float = Field(1.0, gt=0.0, description="soft anchor: s = tanh(gap / (c * SE)).")
+    noise_offset: float | Literal["auto"] = Field(
+        "auto", description="Offset noise of the preference/SFT losses (a per-channel constant added to eps, as in "
+        "pretraining). auto: the base model's own recipe (the embedded base records it in "
+        "models/base/seppo_provenance.json), 0 for a model without that record (real SD checkpoints).")
+    oracle: Literal["auto", "off"] = Field(
+        "auto", description="auto: where every caption of the round is a Shapeland caption (the embedded world), "
+        "the refsamples stage decodes each reference sample and its winner and scores both with the world's "
+        "ground-truth utility, and training reports how often the anchor agrees with that truth. off: never.")
     beta: float = Field(2000.0, gt=0.0, description="Paper beta (2000 SD1.5, 5000 SDXL); logit uses 0.5*beta.")
     tie_tol: float = Field(
         1e-7, ge=0.0, description="|e_ref^w - e_pol^w| at or below this gives s = 0 (no reference term)."
@@ -296,6 +332,24 @@ class TrainConfig(_Section):
         5, ge=1, description="Stop after this many consecutive NaN/Inf losses (last good state kept)."
     )
     log_every: int = Field(1, ge=1, description="Log metrics every N updates.")
+
+    @model_validator(mode="after")
+    def _anchor_needs_draws(self) -> "TrainConfig":
+        if self.anchor_draws == 1:
+            raise ValueError("anchor_draws=1 has no standard error: use 0 (the loss's own draw) or >= 2")
+        if self.anchor_draws < 2 and (self.criterion == "soft" or self.anchor_margin_z > 0):
+            what = "criterion=soft" if self.criterion == "soft" else f"anchor_margin_z={self.anchor_margin_z}"
+            raise ValueError(f"{what} needs a standard error: set anchor_draws >= 2 (got {self.anchor_draws})")
+        if self.anchor_margin_z > 0 and self.criterion not in ("sign", "indicator"):
+            raise ValueError(f"anchor_margin_z applies to criterion sign or indicator (got {self.criterion!r})")
+        return self
+
+    def anchor(self):
+        """The anchor settings as the loss takes them."""
+        from .training.losses import AnchorConfig
+
+        return AnchorConfig(self.criterion, self.tie_tol, self.anchor_margin_z, self.anchor_fallback,
+                            self.anchor_soft_c)
 
     @model_validator(mode="after")
     def _precomputed_needs_seppo(self) -> "TrainConfig":

@@ -26,6 +26,13 @@ NOT_CACHED = {"cache": False}
 # outputs) up to date when more rounds are added
 ROUND_PARAMS = [f"train.{k}" for k in TrainConfig.model_fields if k != "rounds"]
 SELECT_PARAMS = ["train.loss", "train.strategy", "train.seed"]
+# what the refsamples stage reads: which positions, how samples are drawn, the oracle; not the
+# loss's knobs (criterion, lr, beta, anchor margins...), so loss variants share a round's samples
+REFSAMPLES_PARAMS = [f"train.{k}" for k in ("loss", "updates_per_round", "micro_batch", "grad_accum", "processes",
+                                            "seed", "ref_samples", "ref_samples_per_prompt", "ref_batch_size",
+                                            "ref_sampling", "reference_errors", "oracle")]
+# ... and, when it precomputes the reference's errors, the draws and arithmetic of training
+PRECOMPUTE_PARAMS = [f"train.{k}" for k in ("noise_offset", "anchor_draws", "mixed_precision")]
 
 
 def _ckpt(k: int) -> str:
@@ -86,27 +93,30 @@ def build(params: Params) -> dict:
                      "src/seppo/evaluation/pickscore_train.py", "src/seppo/models/tokenizer.py"],
             "params": ["scorer_model", "world.image_size"], "outs": ["models/pickscore"],
             "metrics": _metrics("reports/metrics/scorer_model.json")}
-    training_src = ["src/seppo/training/plan.py", "src/seppo/training/selection.py",
-                    "src/seppo/training/reference_samples.py"]
+    training_src = [f"src/seppo/training/{m}.py" for m in ("plan", "selection", "reference_samples", "forward",
+                                                             "losses", "oracle")]
+    refsamples_params = REFSAMPLES_PARAMS + (PRECOMPUTE_PARAMS if params.train.reference_errors == "precomputed"
+                                             else [])
     for k in range(1, K + 1):
         bank = [_ckpt(j) for j in range(k)]
         st[f"select_{k}"] = {
             "cmd": f"seppo select --round {k}", "deps": bank + ["src/seppo/training/selection.py"],
-            "params": SELECT_PARAMS, "outs": [{f"runs/round_{k}/reference.json": dict(NOT_CACHED)}]}
+            "params": list(SELECT_PARAMS), "outs": [{f"runs/round_{k}/reference.json": dict(NOT_CACHED)}]}
         launch = (f"accelerate launch --config_file {params.train.accelerate_config} -m seppo.cli"
                   if params.train.accelerate_config else "seppo")
         st[f"refsamples_{k}"] = {
             "cmd": f"{launch} refsamples --round {k}",
             "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *training_src,
-                     "src/seppo/models/pipeline.py"],
-            "params": ROUND_PARAMS, "outs": [f"data/refsamples/round_{k}"]}
+                     "src/seppo/models/pipeline.py", "src/seppo/world/utility.py", "src/seppo/world/scene.py"],
+            "params": list(refsamples_params), "outs": [f"data/refsamples/round_{k}"],
+            "metrics": _metrics(f"runs/round_{k}/refsamples_timing.json")}
         st[f"train_{k}"] = {
             "cmd": f"{launch} train --round {k}",
             "deps": [f"runs/round_{k}/reference.json", f"data/refsamples/round_{k}", "data/cache", *bank,
                      "src/seppo/training"],
-            "params": ROUND_PARAMS,
+            "params": list(ROUND_PARAMS),
             "outs": [_ckpt(k), {f"runs/round_{k}/live": dict(NOT_CACHED)}],
-            "metrics": _metrics(f"reports/metrics/round_{k}.json")}
+            "metrics": _metrics(f"reports/metrics/round_{k}.json") + _metrics(f"runs/round_{k}/timing.json")}
     names = ["base"] + [f"round_{k}" for k in range(1, K + 1)]
     eval_launch = (f"accelerate launch --config_file {params.evaluate.accelerate_config} -m seppo.cli"
                    if params.evaluate.accelerate_config else "seppo")
@@ -115,7 +125,7 @@ def build(params: Params) -> dict:
             "cmd": f"{eval_launch} eval-generate --checkpoint {_ckpt(k)} --name {name}",
             "deps": [_ckpt(k), "data/world/prompts.parquet", "src/seppo/evaluation/generate.py",
                      "src/seppo/evaluation/prompts.py", "src/seppo/models/pipeline.py"],
-            "params": EVAL_GEN_PARAMS, "outs": [f"data/eval/{name}"]}
+            "params": list(EVAL_GEN_PARAMS), "outs": [f"data/eval/{name}"]}
     st["evaluate"] = {
         "cmd": "seppo evaluate " + " ".join(f"--images data/eval/{n}" for n in names),
         "deps": [f"data/eval/{n}" for n in names] + eval_models + ["src/seppo/evaluation"],

@@ -7,18 +7,20 @@ Conventions (stated once, used everywhere; see docs/seppo.md, pitfall 1):
 - D_w = e_pol^w - e_ref^w and D_r = e_pol^r - e_ref^r; negative means the policy beats the reference.
 
 SePPO:    L = -log sigmoid(-b * (D_w - s * D_r)),  s = sign(e_ref^w - e_pol^w) (no gradient)
+          (or a robust anchor: averaged over K draws, with a margin in standard errors, or soft)
 DPO:      L = -log sigmoid(-b * (D_w - D_l))       (the real loser in place of the reference sample)
 SFT:      L = e_pol^w                               (plain denoising loss on the winners)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-CRITERIA = ("sign", "indicator", "none")
+CRITERIA = ("sign", "indicator", "none", "soft")
+FALLBACKS = ("loser", "drop")
 
 
 def per_sample_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -26,51 +28,117 @@ def per_sample_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
 
 
-def anchor_sign(e_pol_w: torch.Tensor, e_ref_w: torch.Tensor, criterion: str, tie_tol: float) -> torch.Tensor:
-    """s per sample: +1 learn the reference sample as a loser, -1 as a second winner, 0 drop it.
+@dataclass(frozen=True)
+class AnchorConfig:
+    """How the anchor test turns the evidence on the winner into s (see ``anchor_decision``)."""
 
-    ``sign``: s = sign(e_ref^w - e_pol^w); |difference| <= tie_tol gives 0 (e.g. policy == reference).
+    criterion: str = "sign"
+    tie_tol: float = 0.0
+    margin_z: float = 0.0  # decide only when |mean gap| > margin_z * SE (needs >= 2 draws)
+    fallback: str = "loser"  # s where the margin is not met: loser (+1) or drop (0)
+    soft_c: float = 1.0  # soft: s = tanh(mean gap / (soft_c * SE))
+
+    def __post_init__(self):
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"anchor fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+
+
+@dataclass(frozen=True)
+class AnchorEvidence:
+    """The anchor statistic per winner: gap = e_ref^w - e_pol^w (> 0: the policy fits the winner better).
+
+    ``mean`` over the anchor's draws and its standard error ``se`` (None for the paper's single draw)."""
+
+    mean: torch.Tensor
+    se: torch.Tensor | None = None
+
+
+def anchor_from_draws(gaps: torch.Tensor) -> AnchorEvidence:
+    """Evidence from K >= 2 independent draws per winner: gaps (B, K) -> mean and SE = sd / sqrt(K)."""
+    if gaps.ndim != 2 or gaps.shape[1] < 2:
+        raise ValueError(f"need (B, K >= 2) gaps for a standard error, got shape {tuple(gaps.shape)}")
+    k = gaps.shape[1]
+    return AnchorEvidence(gaps.mean(1), gaps.std(1, unbiased=True) / k**0.5)
+
+
+def anchor_decision(evidence: AnchorEvidence, anchor: AnchorConfig) -> torch.Tensor:
+    """s per sample: +1 learn the reference sample as a loser, -1 as a second winner, 0 drop it
+    (fractional for ``soft``).
+
+    ``sign`` (the paper): s = sign(gap); |gap| <= tie_tol gives 0 (e.g. policy == reference).
     ``indicator``: s = 1 where the policy fits the winner better, else 0 (never flips).
-    ``none``: s = 1 always (the reference sample is always the loser).
+    ``none``: s = 1 always (the reference sample is always the loser: the paper's "w/o AAF").
+    ``soft``: s = tanh(gap / (soft_c * SE)): confident gaps give +-1, gaps within the noise ~0.
+    With ``margin_z`` > 0, sign and indicator decide only where |gap| > margin_z * SE and use
+    ``fallback`` elsewhere.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    diff = (e_ref_w - e_pol_w).detach()
-    if criterion == "none":
-        return torch.ones_like(diff)
-    s = torch.sign(diff) * (diff.abs() > tie_tol)
-    if criterion == "indicator":
-        s = (s > 0).to(diff.dtype)
+    gap = evidence.mean.detach()
+    if anchor.criterion == "none":
+        return torch.ones_like(gap)
+    se = None if evidence.se is None else evidence.se.detach().to(gap.dtype)
+    if anchor.criterion == "soft":
+        if se is None:
+            raise ValueError("the soft anchor needs a standard error: set train.anchor_draws >= 2")
+        exact = torch.sign(gap) * (gap.abs() > anchor.tie_tol)  # identical nets: SE = 0
+        return torch.where(se > 0, torch.tanh(gap / (anchor.soft_c * se.clamp_min(1e-30))), exact)
+    s = torch.sign(gap) * (gap.abs() > anchor.tie_tol)
+    if anchor.criterion == "indicator":
+        s = (s > 0).to(gap.dtype)
+    if anchor.margin_z > 0:
+        if se is None:
+            raise ValueError("an anchor margin needs a standard error: set train.anchor_draws >= 2")
+        fallback = 1.0 if anchor.fallback == "loser" else 0.0
+        s = torch.where(gap.abs() > anchor.margin_z * se, s, torch.full_like(s, fallback))
     return s
+
+
+def anchor_sign(e_pol_w: torch.Tensor, e_ref_w: torch.Tensor, criterion: str, tie_tol: float) -> torch.Tensor:
+    """The paper's single-draw anchor on the loss's own draw (no margin, no averaging)."""
+    return anchor_decision(AnchorEvidence(e_ref_w - e_pol_w), AnchorConfig(criterion, tie_tol))
 
 
 @dataclass
 class LossStats:
-    """Diagnostics of one loss evaluation (floats, batch means)."""
+    """Diagnostics of one loss evaluation (floats, batch means) and detached per-sample values."""
 
-    flip_rate: float  # share of s = -1: reference sample learned as a second winner
+    flip_rate: float  # share of s < 0: reference sample learned as a second winner
     tie_rate: float  # share of s = 0
     implicit_acc: float  # share of samples whose logit is > 0 (the pair is "ranked right")
     d_w: float
     d_r: float
+    per_sample: dict = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "per_sample"}
 
 
 def seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, *, beta: float, criterion: str = "sign",
-               tie_tol: float = 0.0) -> tuple[torch.Tensor, LossStats]:
-    """SePPO with the anchor criterion; every argument is a (B,) per-sample error."""
-    s = anchor_sign(e_pol_w, e_ref_w, criterion, tie_tol)
+               tie_tol: float = 0.0, anchor: AnchorConfig | None = None,
+               evidence: AnchorEvidence | None = None) -> tuple[torch.Tensor, LossStats]:
+    """SePPO with the anchor criterion; every error is a (B,) per-sample error.
+
+    ``anchor`` (default: ``criterion`` and ``tie_tol``) decides s from ``evidence``; without
+    evidence the anchor is the paper's: the gap on the loss's own (eps, t) draw."""
+    anchor = anchor or AnchorConfig(criterion, tie_tol)
+    loss_gap = (e_ref_w - e_pol_w).detach()
+    evidence = evidence or AnchorEvidence(loss_gap)
+    s = anchor_decision(evidence, anchor)
     d_w, d_r = e_pol_w - e_ref_w, e_pol_r - e_ref_r
     logits = -0.5 * beta * (d_w - s * d_r)
     loss = -F.logsigmoid(logits).mean()
+    per = {"s": s, "gap": loss_gap.float(), "anchor_gap": evidence.mean.detach().float(),
+           "d_w": d_w.detach().float(), "d_r": d_r.detach().float()}
+    if evidence.se is not None:
+        per["anchor_se"] = evidence.se.detach().float()
     stats = LossStats(
         flip_rate=float((s < 0).float().mean()),
         tie_rate=float((s == 0).float().mean()),
         implicit_acc=float((logits > 0).float().mean()),
         d_w=float(d_w.detach().mean()),
         d_r=float(d_r.detach().mean()),
+        per_sample=per,
     )
     return loss, stats
 

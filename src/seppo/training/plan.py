@@ -5,12 +5,14 @@
   selection          runs/round_k/reference.json
   reference samples  data/refsamples/round_k/
   training logs      runs/round_k/live/                 (DVCLive)
+  wall-clock figures runs/round_k/timing.json           (nothing depends on it)
   resumable state    runs/state/round_k/                (not DVC-tracked; removed when the round ends)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +45,22 @@ class Layout:
     def metrics(self, k: int) -> Path:
         return self.root / f"reports/metrics/round_{k}.json"
 
+    def refsamples_timing(self, k: int) -> Path:
+        """Wall-clock figures of round k's reference samples: nothing depends on this file."""
+        return self.root / f"runs/round_{k}/refsamples_timing.json"
 
-def _seed(*parts) -> int:
+    def timing(self, k: int) -> Path:
+        """Wall-clock figures of round k's training: nothing depends on this file."""
+        return self.root / f"runs/round_{k}/timing.json"
+
+
+def stream_seed(*parts) -> int:
+    """A 63-bit seed named by its parts: one independent random stream per (purpose, ...)."""
     digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+_seed = stream_seed
 
 
 def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:
@@ -70,19 +84,42 @@ def round_rows(n_rows: int, round_k: int, per_round: int, seed: int) -> np.ndarr
     return np.concatenate(out)
 
 
+def resolve_noise_offset(cfg, base_dir: Path) -> float:
+    """train.noise_offset, with ``auto`` = the base model's pretraining recipe (0 without a record)."""
+    if cfg.noise_offset != "auto":
+        return float(cfg.noise_offset)
+    record = base_dir / "seppo_provenance.json"
+    if not record.exists():
+        return 0.0
+    params = json.loads(record.read_text()).get("params", {})
+    return float(params.get("noise_offset", 0.0)) if params.get("source") == "embedded" else 0.0
+
+
 def noise_seed(seed: int, round_k: int, update: int, micro: int) -> int:
     """Seed of the noise and timesteps of one micro-batch (global, so process layout does not matter)."""
     return _seed("noise", seed, round_k, update, micro)
 
 
-def round_noise(seed: int, round_k: int, update: int, micro: int, global_mb: int, shape, T: int):
+def draw_noise(g, n: int, shape, T: int, noise_offset: float = 0.0):
+    """n (noise, t) draws from generator ``g``. With ``noise_offset`` > 0 each sample's noise gets a
+    per-channel constant (offset noise), as the embedded base model was pretrained: fine-tuning with
+    another noise distribution than pretraining would confound every comparison."""
+    import torch
+
+    noise = torch.randn((n, *shape), generator=g)
+    t = torch.randint(0, T, (n,), generator=g)
+    if noise_offset > 0:  # drawn last, so offset 0 leaves the historical draws unchanged
+        noise = noise + noise_offset * torch.randn((n, shape[0], *([1] * (len(shape) - 1))), generator=g)
+    return noise, t
+
+
+def round_noise(seed: int, round_k: int, update: int, micro: int, global_mb: int, shape, T: int,
+                noise_offset: float = 0.0):
     """(noise, t) of one global micro-batch: the same draw whatever the number of processes."""
     import torch
 
     g = torch.Generator().manual_seed(noise_seed(seed, round_k, update, micro))
-    noise = torch.randn((global_mb, *shape), generator=g)
-    t = torch.randint(0, T, (global_mb,), generator=g)
-    return noise, t
+    return draw_noise(g, global_mb, shape, T, noise_offset)
 
 
 def ref_sample_keys(captions: list[str], uids: list[str], mode: str, per_prompt: int, round_k: int,

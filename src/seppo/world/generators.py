@@ -78,6 +78,21 @@ GENERATORS: tuple[SimGenerator, ...] = (
 )
 GENERATOR_BY_NAME = {g.name: g for g in GENERATORS}
 
+# The two ends of the skill scale of the preference set's generators (``skill_generator``):
+# skill 1 draws like shapeland-xl, skill 0 is a weak model (most attributes wrong, most images
+# defective). Measured on Shapeland's pixel utility (docs/world.md): the embedded base model
+# theta_0 draws about like skill 0.35.
+_SKILL_0 = (0.75, 0.80, 0.60, 0.60, 0.50, 0.20, 0.40)
+_SKILL_1 = (0.04, 0.08, 0.08, 0.05, 0.05, 0.02, 0.05)
+
+
+def skill_generator(skill: float) -> SimGenerator:
+    """A generator whose error and defect rates interpolate linearly between skill 0 and skill 1."""
+    if not 0.0 <= skill <= 1.0:
+        raise ValueError(f"generator skill must lie in [0, 1], got {skill}")
+    rates = [lo + skill * (hi - lo) for lo, hi in zip(_SKILL_0, _SKILL_1, strict=True)]
+    return SimGenerator(f"shapeland-s{round(100 * skill):03d}", *rates)
+
 
 def true_utility(asked: Scene, shown: Scene, defects: Defects) -> float:
     """What the simulated annotator perceives: same weights as the pixel-based utility."""

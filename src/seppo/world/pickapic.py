@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..io_utils import atomic_dir
-from .generators import GENERATORS, Annotator, true_utility
+from .generators import GENERATORS, Annotator, SimGenerator, true_utility
 from .render import encode_jpeg
 from .scene import Scene
 
@@ -53,14 +53,18 @@ def make_pairs(
     annotator: Annotator,
     identical_pair_rate: float,
     rng: np.random.Generator,
+    generators: tuple[SimGenerator, ...] = GENERATORS,
 ) -> tuple[list[dict], list[dict]]:
-    """Rows in the Pick-a-Pic v2 schema plus, per row, the simulation's truth (for reports)."""
+    """Rows in the Pick-a-Pic v2 schema plus, per row, the simulation's truth (for reports).
+
+    Each image of a pair comes from one of ``generators``, drawn uniformly, as Pick-a-Pic pairs come
+    from a handful of SD-family models."""
     rows, truth = [], []
     ranking_id = 0
     for scene in scenes:
         caption = scene.caption()
         for _ in range(pairs_per_prompt):
-            g0, g1 = (GENERATORS[i] for i in rng.integers(len(GENERATORS), size=2))
+            g0, g1 = (generators[i] for i in rng.integers(len(generators), size=2))
             img0, shown0, d0 = g0.generate(scene, image_size, rng)
             identical = bool(rng.random() < identical_pair_rate)
             if identical:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import WorldConfig
 from ..io_utils import atomic_dir, atomic_path, write_json
-from .generators import Annotator
+from .generators import Annotator, skill_generator
 from .pickapic import make_pairs, write_shards
 from .prompts import feasible_scenes, split_prompts
 from .render import decode_image
@@ -43,7 +43,7 @@ def run_world(cfg: WorldConfig, out: Path, metrics_path: Path) -> dict:
     annotator = Annotator(cfg.annotator_temperature, cfg.tie_margin, cfg.tie_prob)
     rows, truth = make_pairs(
         train_scenes, cfg.pairs_per_prompt, cfg.image_size, annotator, cfg.identical_pair_rate,
-        rng_pairs,
+        rng_pairs, tuple(skill_generator(s) for s in cfg.pair_generator_skills),
     )
     write_shards(rows, out / "pickapic", cfg.shard_rows)
     with atomic_path(out / "pairs_truth.parquet") as tmp:

@@ -1,0 +1,116 @@
+"""Is the anchor right? The embedded world has a ground truth, so this project can check.
+
+The refsamples stage decodes every reference sample and its winner (both from latents, through
+the same VAE, so they are compared as the trainer sees them) and scores both with Shapeland's
+pixel utility u. A reference sample "should flip" (be learned as a second winner) when its u beats
+its winner's: the oracle label. Training keeps, per position of the round, the anchor's s and its
+statistic (gap = e_ref^w - e_pol^w, averaged over the anchor's draws when it has them), and here
+they are held against the oracle: flip rates, the anchor's accuracy, and the AUC of its gap.
+
+Real data has no such truth: with captions that are not Shapeland's the oracle is simply absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ORACLE_FILE = "oracle.parquet"
+
+
+def embedded_captions(captions: list[str]) -> bool:
+    """True when every caption is a Shapeland caption (the ground-truth utility can score it)."""
+    from ..world.scene import CaptionParseError, parse_caption
+
+    try:
+        for c in set(captions):
+            parse_caption(c)
+    except CaptionParseError:
+        return False
+    return True
+
+
+def decode_to_uint8(vae, latents, batch: int = 64) -> np.ndarray:
+    """Latents in the cache's scaled space -> (N, H, W, 3) uint8 images."""
+    import torch
+
+    out = []
+    sf = vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    dtype = next(vae.parameters()).dtype
+    device = next(vae.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(latents), batch):
+            z = latents[i : i + batch].to(device, dtype) / sf + shift
+            img = vae.decode(z).sample.float().clamp(-1, 1)
+            out.append(((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def score_positions(vae, winner_latents, reference_latents, captions: list[str]) -> pd.DataFrame:
+    """u of each position's winner and reference sample, and the oracle label."""
+    from ..world.utility import utilities
+
+    u_w = utilities(decode_to_uint8(vae, winner_latents), captions)
+    u_r = utilities(decode_to_uint8(vae, reference_latents), captions)
+    return pd.DataFrame({"position": np.arange(len(captions)), "u_winner": u_w, "u_reference": u_r,
+                         "oracle_flip": u_r > u_w})
+
+
+def load(folder: Path) -> pd.DataFrame | None:
+    path = Path(folder) / ORACLE_FILE
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def auc(score: np.ndarray, label: np.ndarray) -> float | None:
+    """P(score of a positive > score of a negative), ties counting one half (Mann-Whitney U)."""
+    from scipy.stats import rankdata
+
+    label = label.astype(bool)
+    n1, n0 = int(label.sum()), int((~label).sum())
+    if n1 == 0 or n0 == 0:
+        return None
+    ranks = rankdata(score)
+    return float((ranks[label].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def batch_metrics(oracle: pd.DataFrame, records: dict, positions: np.ndarray) -> dict:
+    """Per-update diagnostics for the training log."""
+    truth = oracle["oracle_flip"].to_numpy()[positions]
+    s = records["s"][positions]
+    return {"oracle_flip_rate": float(truth.mean()), "anchor_accuracy": float(np.mean((s < 0) == truth))}
+
+
+def round_diagnostics(records: dict, oracle: pd.DataFrame | None) -> dict:
+    """The round's anchor against the truth, and D_w / D_r split by the anchor's decision."""
+    s, d_w, d_r = records["s"], records["d_w"], records["d_r"]
+    done = np.isfinite(s)
+    out: dict = {"anchor_flip_rate": float(np.mean(s[done] < 0)) if done.any() else None}
+    for name, mask in (("loser", s > 0), ("winner", s < 0), ("dropped", s == 0)):
+        m = mask & done
+        out[f"share_s_{name}"] = float(m.sum() / max(done.sum(), 1))
+        out[f"d_w_s_{name}"] = float(d_w[m].mean()) if m.any() else None
+        out[f"d_r_s_{name}"] = float(d_r[m].mean()) if m.any() else None
+    if oracle is None:
+        return out
+    truth = oracle["oracle_flip"].to_numpy().astype(bool)
+    s, truth = s[done], truth[done]
+    gap, loss_gap = records["anchor_gap"][done], records["gap"][done]
+    decided = s != 0
+    out.update({
+        "oracle_flip_rate": float(truth.mean()),
+        "oracle_u_winner": float(oracle["u_winner"].to_numpy()[done].mean()),
+        "oracle_u_reference": float(oracle["u_reference"].to_numpy()[done].mean()),
+        # the anchor's test: "the reference fits the winner better" (gap < 0) vs the truth
+        "anchor_accuracy": float(np.mean((gap < 0) == truth)),
+        # the anchor's decisions where it made one (s != 0): flipped exactly when it should
+        "decision_accuracy": float(np.mean((s[decided] < 0) == truth[decided])) if decided.any() else None,
+        # how well the anchor's statistic ranks should-flip samples first (0.5 = chance)
+        "anchor_auc": auc(-gap, truth),
+        "loss_draw_auc": auc(-loss_gap, truth),
+        # what a perfect anchor would have done with these samples
+        "oracle_agreement_of_none": float(np.mean(~truth)),
+    })
+    return out
