@@ -54,7 +54,8 @@ def main() -> None:
     from seppo.training.losses import per_sample_error, seppo_loss
     from seppo.training.plan import ref_sample_keys, round_rows
     from seppo.training.reference_samples import generate_latents
-    from seppo.training.trainer import compute_loss, reference_errors
+    from seppo.models.conditioning import TextCond
+    from seppo.training.forward import MicroBatch, compute_loss, reference_errors
 
     torch.manual_seed(0)
     sampling = SamplingConfig(steps=args.steps)
@@ -113,8 +114,9 @@ def main() -> None:
             pos = np.arange(u * args.micro_batch, (u + 1) * args.micro_batch)
             z_w, cond = cache.latents(rows[pos]), cache.embeddings(cap_rows[pos])
             noise, t = noise_for(u)
-            loss, _ = compute_loss(cfg, policy, None if precomputed else ref, sched, z_w, lat[pos], cond, noise, t,
-                                   e_ref=e_ref[u] if precomputed else None)
+            loss, _ = compute_loss(cfg, policy, None if precomputed else ref, sched,
+                                   MicroBatch(z_w, lat[pos], TextCond(cond), noise, t,
+                                              e_ref=e_ref[u] if precomputed else None))
             loss.backward()
             opt.step()
             opt.zero_grad()
@@ -150,8 +152,8 @@ def main() -> None:
     # warm-up (allocator, kernels, lazy imports) so that neither path pays it inside its timing
     policy, ref, _ = fresh_models()
     generate_latents(pipe, captions[:4], list(range(4)), sampling, batch_size=4)
-    compute_loss(cfg, policy, ref, sched, cache.latents(rows[:4]), cache.latents(rows[4:8]),
-                 cache.embeddings(rows[:4]), *[x[:4] for x in noise_for(0)])[0].backward()
+    compute_loss(cfg, policy, ref, sched, MicroBatch(cache.latents(rows[:4]), cache.latents(rows[4:8]),
+                 TextCond(cache.embeddings(rows[:4])), *[x[:4] for x in noise_for(0)]))[0].backward()
     naive_sps, naive_losses = naive()
     fast_sps, fast_losses = fast("per_winner")
     prompt_sps, prompt_losses = fast("per_prompt")

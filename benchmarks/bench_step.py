@@ -28,7 +28,8 @@ def main() -> None:
 
     from seppo.config import TrainConfig
     from seppo.models import components
-    from seppo.training.trainer import compute_loss
+    from seppo.models.conditioning import TextCond
+    from seppo.training.forward import MicroBatch, compute_loss
 
     if (args.model / "unet").exists():
         load = lambda: UNet2DConditionModel.from_pretrained(args.model, subfolder="unet")  # noqa: E731
@@ -55,7 +56,7 @@ def main() -> None:
         policy.zero_grad(set_to_none=True)
 
     def step():
-        loss, _ = compute_loss(cfg, policy, ref, sched, z_w, z_r, cond, noise, t)
+        loss, _ = compute_loss(cfg, policy, ref, sched, MicroBatch(z_w, z_r, TextCond(cond), noise, t))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()

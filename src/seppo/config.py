@@ -239,7 +239,7 @@ class TrainConfig(_Section):
     """SePPO rounds (and the SFT / Diffusion-DPO baselines, which share all other code).
 
     beta convention: per-sample errors are MEAN squared errors over C*H*W and the logit is
-    -0.5 * beta * (D_w - s * D_r), as in the Diffusion-DPO code (docs/seppo.md, section 2).
+    -0.5 * beta * (D_w - s * D_r), as in the Diffusion-DPO code (docs/seppo.md, "Errors and beta").
     """
 
     loss: Literal["seppo", "dpo", "sft"] = Field(

@@ -3,7 +3,7 @@ refsamples stage, which precomputes the reference's errors with exactly these fu
 
 One micro-batch is a ``MicroBatch``: winner latents, the paired second latents (reference samples
 or real losers), text conditioning, ONE (noise, t) draw shared by both halves (docs/seppo.md,
-pitfall 3) and, for anchors averaged over several draws, K further (noise, t) draws per winner that
+"Errors and beta") and, for anchors averaged over several draws, K further (noise, t) draws per winner that
 the loss never sees. The regression target follows the scheduler's ``prediction_type``: the noise
 for epsilon models, the velocity for v-prediction models; anything else is refused by name.
 """

@@ -1,6 +1,6 @@
 """Preference losses for epsilon-prediction diffusion models: pure functions on per-sample errors.
 
-Conventions (stated once, used everywhere; see docs/seppo.md, pitfall 1):
+Conventions (stated once, used everywhere; see docs/seppo.md, "Errors and beta"):
 - A per-sample error is the MEAN over channels and pixels of (eps - eps_hat)^2, as in the
   Diffusion-DPO code (not the sum).
 - ``beta`` is the paper's beta (2000 for SD1.5, 5000 for SDXL); the logit uses b = 0.5 * beta.

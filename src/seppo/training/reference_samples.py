@@ -1,6 +1,6 @@
 """Round k, steps 1 and 2: SELECT the reference checkpoint, GENERATE its reference samples.
 
-The same checkpoint does both jobs (docs/seppo.md, section 3): the trainer reads the selection
+The same checkpoint does both jobs (docs/seppo.md, "The semi-policy pair"): the trainer reads the selection
 written here and loads that checkpoint's UNet as the reference. Samples stay in latent space,
 are generated in large batches once per round, with the real prompt (no dropout), and each has its
 own seeded generator, so a sample does not depend on batch size or process count.
