@@ -38,15 +38,9 @@ def _metrics(path: str) -> list:
 
 def _local_model_deps(params: Params) -> list[str]:
     """Scorer weights that live in the project (e.g. models/pickscore) are deps of `evaluate`."""
-    from .evaluation.scorers.base import WEIGHT_KEYS, built_here
+    from .evaluation.scorers import local_weight_paths
 
-    models = params.evaluate.models.model_dump()
-    paths = []
-    for scorer in params.evaluate.scorers:
-        for key in WEIGHT_KEYS.get(scorer, []):
-            if built_here(models.get(key)) and models[key] not in paths:
-                paths.append(models[key])
-    return paths
+    return local_weight_paths(params.evaluate.scorers, params.evaluate.models.model_dump())
 
 
 def build(params: Params) -> dict:
@@ -62,7 +56,7 @@ def build(params: Params) -> dict:
     st["base_samples"] = {
         "cmd": "seppo base-samples",
         "deps": ["models/base", "data/world/prompts.parquet", "reports/metrics/world.json",
-                 "src/seppo/reports/base_samples.py", "src/seppo/reports/grids.py",
+                 "src/seppo/reports/base_samples.py", "src/seppo/imaging/grids.py",
                  "src/seppo/models/pipeline.py", "src/seppo/world/utility.py"],
         "params": ["base_samples"], "outs": [{"reports/base_model": dict(NOT_CACHED)}],
         "metrics": _metrics("reports/metrics/base_samples.json")}
@@ -118,7 +112,7 @@ def build(params: Params) -> dict:
             "params": EVAL_GEN_PARAMS, "outs": [f"data/eval/{name}"]}
     st["evaluate"] = {
         "cmd": "seppo evaluate " + " ".join(f"--images data/eval/{n}" for n in names),
-        "deps": [f"data/eval/{n}" for n in names] + eval_models + ["src/seppo/evaluation"],
+        "deps": [f"data/eval/{n}" for n in names] + eval_models + ["src/seppo/evaluation", "src/seppo/imaging"],
         "params": ["evaluate"],
         "outs": [{"reports/eval": dict(NOT_CACHED)}],
         "metrics": _metrics("reports/metrics/eval.json"),

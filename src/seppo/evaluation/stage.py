@@ -89,20 +89,20 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
 
 
 def _grid(cfg, tabs: dict[str, pd.DataFrame], scores, path: Path) -> None:
-    from ..reports.grids import save_grid
+    from ..imaging.grids import save_grid
 
     names = list(tabs)
     seed = cfg.seeds[0]
     base = tabs[names[0]]
     pids = base[base.seed == seed].prompt_id.tolist()[: cfg.grid_prompts]
     metric = cfg.scorers[0]
-    images, titles = [], []
+    images, notes = [], []
     for n in names:
         t = tabs[n].set_index(["prompt_id", "seed"])
         sc = scores[(scores.checkpoint == n) & (scores.metric == metric) & (scores.seed == seed)].set_index("prompt_id")
-        for pid in pids:
-            images.append(decode_png(t.loc[(pid, seed), "png"]))
-            titles.append(f"{n}: {t.loc[(pid, seed), 'prompt']} | {metric}={sc.value[pid]:.2f}")
+        images.append([decode_png(t.loc[(pid, seed), "png"]) for pid in pids])
+        notes.append([f"{sc.value[pid]:.2f}" for pid in pids])
+    prompts = base.set_index(["prompt_id", "seed"]).loc[[(pid, seed) for pid in pids], "prompt"].tolist()
     s = cfg.sampling
-    save_grid(np.stack(images), titles, path, cols=len(pids),
-              title=f"rows: {', '.join(names)}; {s.sampler} {s.steps} steps, guidance {s.guidance}, seed {seed}")
+    save_grid(np.stack([np.stack(r) for r in images]), names, prompts, path, notes=notes,
+              title=f"cell: {metric}; {s.sampler} {s.steps} steps, guidance {s.guidance}, seed {seed}")

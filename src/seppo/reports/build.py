@@ -91,12 +91,12 @@ def _fmt(x, nd=3) -> str:
 
 def _scorer_section(params: Params, sm: dict) -> list[str]:
     """Which weights each scorer used, and how well the in-project PickScore agrees with the truth."""
-    from ..evaluation.scorers.base import WEIGHT_KEYS
+    from ..evaluation.scorers import weight_keys
 
     models = params.evaluate.models.model_dump()
     md = ["## Scorers", ""]
     for name in params.evaluate.scorers:
-        key = WEIGHT_KEYS.get(name, [None])[0]
+        key = (weight_keys(name) or [None])[0]
         src = f"`{models[key]}` (evaluate.models.{key})" if key else "pixels, no weights (never used by training)"
         md.append(f"- `{name}`: {src}")
     md.append("")
