@@ -176,8 +176,11 @@ def test_generate_once_then_score_every_checkpoint(tiny_pipeline_dir, tiny_clip,
     assert res["metrics"]["round_1"]["pickscore_x100"]["win_rate_vs_base"] == 0.5
     assert res["metrics"]["base"]["shapeland_utility"]["mean"] == res["metrics"]["round_1"]["shapeland_utility"]["mean"]
     assert res["settings"]["steps"] == 2 and res["settings"]["seeds"] == [0, 1]
-    plots = pd.read_csv(tmp_path / "plots.csv")
-    assert set(plots.metric) == {"shapeland_utility", "pickscore_x100"} and (tmp_path / "out/grid.png").exists()
+    plots = pd.read_csv(tmp_path / "plots.csv")  # one series per scorer, never one mixed "mean" column
+    assert list(plots.columns) == ["round", "checkpoint"] + [
+        f"{m}{suffix}" for m in ("pickscore_x100", "shapeland_utility") for suffix in ("", "_ci_low", "_ci_high")]
+    assert list(plots.checkpoint) == ["base", "round_1"] and (tmp_path / "out/grid.png").exists()
+    assert plots.shapeland_utility[1] == pytest.approx(res["metrics"]["round_1"]["shapeland_utility"]["mean"])
 
 
 def test_imagereward_checkpoint_through_the_real_blip_code(tmp_path):

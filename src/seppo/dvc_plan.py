@@ -116,7 +116,7 @@ def build(params: Params) -> dict:
         "params": ["evaluate"],
         "outs": [{"reports/eval": dict(NOT_CACHED)}],
         "metrics": _metrics("reports/metrics/eval.json"),
-        "plots": [{"reports/plots/eval_rounds.csv": {"cache": False, "x": "round", "y": "mean"}}]}
+        "plots": [{EVAL_PLOTS: dict(NOT_CACHED)}]}
     st["report"] = {
         "cmd": "seppo report",
         "deps": ["reports/eval", "reports/base_model", "src/seppo/reports"]
@@ -126,8 +126,31 @@ def build(params: Params) -> dict:
         "params": ["train", "evaluate", "base_model"],
         "outs": [{"reports/report.md": dict(NOT_CACHED)}, {"reports/report.html": dict(NOT_CACHED)},
                  {"reports/figures": dict(NOT_CACHED)}]}
-    plots = [{f"runs/round_{k}/live/plots/metrics": {"x": "step"}} for k in range(1, K + 1)]
-    return {"stages": st, "plots": plots}
+    return {"stages": st, "plots": _plots(params)}
+
+
+EVAL_PLOTS = "reports/plots/eval_rounds.csv"
+# DVCLive series of the train stage drawn by `dvc plots show`, each in one figure with the rounds overlaid
+TRAIN_PLOT_SERIES = ("loss", "implicit_acc", "flip_rate", "d_w", "d_r", "grad_norm")
+
+
+def _plots(params: Params) -> list[dict]:
+    """One figure per scorer (mean and its 95% CI bounds, x = round; scorers never share a scale),
+    then one figure per training series with one line per round (x = update within the round)."""
+    plots: list[dict] = []
+    for scorer in params.evaluate.scorers:
+        plots.append({f"eval_{scorer}": {
+            "x": "round", "y": {EVAL_PLOTS: [scorer, f"{scorer}_ci_low", f"{scorer}_ci_high"]},
+            "title": f"{scorer} per checkpoint (round 0 = base), 95% CI", "x_label": "round",
+            "y_label": scorer}})
+    K = params.train.rounds
+    for key in TRAIN_PLOT_SERIES:
+        plots.append({f"train_{key}": {
+            "x": "step",
+            "y": {f"runs/round_{k}/live/plots/metrics/train/{key}.tsv": key for k in range(1, K + 1)},
+            "title": f"training {key}, rounds overlaid", "x_label": "update within the round",
+            "y_label": key}})
+    return plots
 
 
 def render(params: Params) -> str:

@@ -5,7 +5,9 @@ Outputs
   reports/eval/summary.csv         per checkpoint and metric: mean, 95% CI, win rate vs base + CI
   reports/eval/grid.png            the same prompts and seeds: base vs each round
   reports/metrics/eval.json        the summary, with every setting next to the numbers (DVC metrics)
-  reports/plots/eval_rounds.csv    per-round curves (DVC plots)
+  reports/plots/eval_rounds.csv    per-checkpoint curves (DVC plots): one row per checkpoint, one column
+                                   group per scorer (<scorer>, <scorer>_ci_low, <scorer>_ci_high), so each
+                                   scorer is its own series on its own scale
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
     with atomic_path(out / "summary.csv") as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(plots) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6f")
+        plot_table(summary).to_csv(tmp, index=False, float_format="%.6f")
     _grid(cfg, image_tables, scores, out / "grid.png")
     first = next(iter(settings.values()))
     result = {
@@ -86,6 +88,17 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
         result["metrics"][r.checkpoint][r.metric] = entry
     write_json(metrics, result)
     return result
+
+
+def plot_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Wide per-checkpoint table: columns round, checkpoint, then <scorer>, <scorer>_ci_low/_ci_high."""
+    wide = summary.pivot(index=["round", "checkpoint"], columns="metric", values=["mean", "ci_low", "ci_high"])
+    out = pd.DataFrame(index=wide.index)
+    for metric in sorted(summary.metric.unique()):
+        out[metric] = wide[("mean", metric)]
+        out[f"{metric}_ci_low"] = wide[("ci_low", metric)]
+        out[f"{metric}_ci_high"] = wide[("ci_high", metric)]
+    return out.reset_index().sort_values("round").reset_index(drop=True)
 
 
 def _grid(cfg, tabs: dict[str, pd.DataFrame], scores, path: Path) -> None:
