@@ -114,9 +114,9 @@ def build(params: Params) -> dict:
         "cmd": "seppo evaluate " + " ".join(f"--images data/eval/{n}" for n in names),
         "deps": [f"data/eval/{n}" for n in names] + eval_models + ["src/seppo/evaluation", "src/seppo/imaging"],
         "params": ["evaluate"],
-        "outs": [{"reports/eval": dict(NOT_CACHED)}],
-        "metrics": _metrics("reports/metrics/eval.json"),
-        "plots": [{EVAL_PLOTS: dict(NOT_CACHED)}]}
+        # eval_rounds.csv is drawn by the top-level plots (one figure per scorer), not as a stage plot
+        "outs": [{"reports/eval": dict(NOT_CACHED)}, {EVAL_PLOTS: dict(NOT_CACHED)}],
+        "metrics": _metrics("reports/metrics/eval.json")}
     st["report"] = {
         "cmd": "seppo report",
         "deps": ["reports/eval", "reports/base_model", "src/seppo/reports"]
