@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def make_offline(root: Path) -> dict:
 def dvc_plots_page(out: Path, repo: Path = Path(".")) -> dict:
     """`dvc plots show -o out` with its vega scripts pointed at local copies (an offline page)."""
     out = Path(out).resolve()
-    subprocess.run(["dvc", "plots", "show", "-o", str(out)], cwd=repo, check=True,
+    subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(out)], cwd=repo, check=True,
                    stdout=subprocess.DEVNULL)
     page = out / "index.html"
     text = page.read_text(encoding="utf-8")
