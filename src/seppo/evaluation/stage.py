@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..config import EvaluateConfig
 from ..io_utils import atomic_path, write_json
+from ..progress import progress
 from .generate import decode_png
 from .scorers import build_scorers
 from .stats import bootstrap_mean, paired_win_rate
@@ -35,16 +36,20 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
     device = "cuda" if torch.cuda.is_available() else "cpu"
     scorers = build_scorers(cfg.scorers, cfg.models.model_dump(), device, cfg.batch_size)
     tables, settings, image_tables = [], {}, {}
-    for d in image_dirs:
-        s = json.loads((d / "settings.json").read_text())
-        settings[s["name"]] = s
-        t = image_tables[s["name"]] = pd.read_parquet(d / "images.parquet")
-        images = [decode_png(b) for b in t.png]
-        for sc in scorers:
-            vals = np.asarray(sc.score(images, t.prompt.tolist()), dtype=float)
-            tables.append(pd.DataFrame({"checkpoint": s["name"], "round": _round_of(s["name"]),
-                                        "prompt_id": t.prompt_id, "seed": t.seed, "metric": sc.name,
-                                        "value": vals}))
+    counts = [json.loads((d / "settings.json").read_text())["images"] for d in image_dirs]
+    with progress(sum(counts) * len(scorers), "evaluate", unit="img") as bar:
+        for d in image_dirs:
+            s = json.loads((d / "settings.json").read_text())
+            settings[s["name"]] = s
+            t = image_tables[s["name"]] = pd.read_parquet(d / "images.parquet")
+            images = [decode_png(b) for b in t.png]
+            for sc in scorers:
+                bar.set_postfix(checkpoint=s["name"], scorer=sc.name)
+                vals = np.asarray(sc.score(images, t.prompt.tolist()), dtype=float)
+                tables.append(pd.DataFrame({"checkpoint": s["name"], "round": _round_of(s["name"]),
+                                            "prompt_id": t.prompt_id, "seed": t.seed, "metric": sc.name,
+                                            "value": vals}))
+                bar.update(len(images))
     scores = pd.concat(tables, ignore_index=True)
     if not np.isfinite(scores.value).all():
         bad = scores[~np.isfinite(scores.value)].head(5)

@@ -39,7 +39,7 @@ def run_base_samples(
     prompts = prompts[prompts["split"] == "eval"].head(cfg.prompts)
     pipe = load_pipeline(model_dir)
     rows = [(pid, cap, s) for s in cfg.seeds for pid, cap in zip(prompts["prompt_id"], prompts["caption"])]
-    images = generate(pipe, [r[1] for r in rows], [r[2] for r in rows], cfg.sampling)
+    images = generate(pipe, [r[1] for r in rows], [r[2] for r in rows], cfg.sampling, progress="base-samples")
     records = []
     for (pid, cap, seed), img in zip(rows, images):
         res = utility(img, cap)
