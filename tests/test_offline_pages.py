@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from seppo.webassets.offline import ASSETS, BY_URL, VENDOR, dvc_plots_page, make_offline, rewrite_html
 from tests.headless import dump_dom, has_colour, needs_chromium, screenshot
