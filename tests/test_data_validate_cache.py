@@ -1,6 +1,7 @@
 """Validation (Great Expectations checkpoint, thresholds) and the latent / text-embedding cache."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from seppo.config import CacheConfig, IngestConfig
 from seppo.data.cache import LatentCache, load_encoders, preprocess, run_cache
 from seppo.data.expectations import DataQualityError, run_validate
 from seppo.data.ingest import run_ingest
+from tests.headless import dump_dom, needs_chromium
 from tests.test_data_ingest import BAD, GOOD, img_bytes, row, write_shard
 
 
@@ -38,6 +40,21 @@ def test_checkpoint_passes_on_kept_rows_and_counts_the_quarantined(ingested, tmp
     assert unexpected[("expect_column_values_to_be_in_set", "image_mode")] == 1  # grayscale
     assert unexpected[("expect_column_values_to_be_between", "caption_chars")] == 1  # too long
     assert (tmp_path / "docs" / "index.html").exists()
+    # Data Docs load nothing from a CDN: every script and stylesheet is a local copy
+    pages = list((tmp_path / "docs").rglob("*.html"))
+    assert len(pages) >= 3 and not any(re.search(r"<(script|link)\b[^>]*(src|href)=\"https?://", p.read_text())
+                                       for p in pages)
+    assert (tmp_path / "docs/_vendor/jquery@3.7.1/dist/jquery.min.js").exists()
+
+
+@needs_chromium
+def test_data_docs_render_offline(ingested, tmp_path):
+    run_validate(IngestConfig(max_quarantine_share=0.5), ingested, tmp_path / "docs", tmp_path / "r.json",
+                 tmp_path / "v.json")
+    dom = dump_dom(tmp_path / "docs/index.html")
+    # bootstrap-table (jquery + bootstrap) built the validation-results table: one row per checkpoint run
+    assert 'class="bootstrap-table bootstrap4"' in dom
+    assert dom.count('data-href="validations/winners_profile/') == 2
 
 
 def test_stage_fails_above_the_quarantine_threshold(ingested, tmp_path):

@@ -69,3 +69,16 @@ def test_the_embedded_pickscore_is_a_dep_of_evaluate_only_when_used():
                                   "evaluate": {"scorers": ["shapeland_utility"]}}))
     assert "scorer_model" not in without["stages"]
     assert "models/pickscore" not in without["stages"]["evaluate"]["deps"]
+
+
+def test_plots_never_mix_scorer_scales_and_overlay_rounds():
+    params = parse_params({"train": {"rounds": 2}, "evaluate": {"scorers": ["shapeland_utility", "pickscore_x100"]}})
+    plots = {next(iter(p)): next(iter(p.values())) for p in build(params)["plots"]}
+    # one figure per scorer: its mean and CI bounds, nothing of another scorer
+    assert plots["eval_pickscore_x100"]["y"] == {
+        "reports/plots/eval_rounds.csv": ["pickscore_x100", "pickscore_x100_ci_low", "pickscore_x100_ci_high"]}
+    assert plots["eval_shapeland_utility"]["x"] == "round"
+    # one figure per training series, one line per round
+    assert plots["train_loss"]["y"] == {"runs/round_1/live/plots/metrics/train/loss.tsv": "loss",
+                                        "runs/round_2/live/plots/metrics/train/loss.tsv": "loss"}
+    assert not any(k.startswith("runs/") for k in plots)  # no per-round figure of every series

@@ -151,7 +151,7 @@ def test_prompt_files(tmp_path):
         load_prompts(EvaluateConfig(prompts=str(tmp_path / "parti.tsv")))
 
 
-def test_generate_once_then_score_every_checkpoint(tiny_pipeline_dir, tiny_clip, tmp_path):
+def test_generate_once_then_score_every_checkpoint(tiny_pipeline_dir, tiny_clip, tmp_path, capfd):
     from seppo.evaluation.generate import run_eval_generate
     from seppo.evaluation.stage import run_evaluate
 
@@ -169,6 +169,9 @@ def test_generate_once_then_score_every_checkpoint(tiny_pipeline_dir, tiny_clip,
     assert a["images"] == 6 and a["steps"] == 2
     res = run_evaluate(cfg, [tmp_path / "eval/base", tmp_path / "eval/round_1"], tmp_path / "out",
                        tmp_path / "eval.json", tmp_path / "plots.csv")
+    err = capfd.readouterr().err  # progress bars with counts (ETA comes with them) on stderr
+    assert "eval-generate base: 100%" in err and "6/6" in err
+    assert "evaluate: 100%" in err and "24/24" in err  # 2 checkpoints x 6 images x 2 scorers
     scores = pd.read_parquet(tmp_path / "out/scores.parquet")
     assert list(scores.columns) == ["checkpoint", "round", "prompt_id", "seed", "metric", "value"]
     assert len(scores) == 2 * 6 * 2
@@ -176,8 +179,11 @@ def test_generate_once_then_score_every_checkpoint(tiny_pipeline_dir, tiny_clip,
     assert res["metrics"]["round_1"]["pickscore_x100"]["win_rate_vs_base"] == 0.5
     assert res["metrics"]["base"]["shapeland_utility"]["mean"] == res["metrics"]["round_1"]["shapeland_utility"]["mean"]
     assert res["settings"]["steps"] == 2 and res["settings"]["seeds"] == [0, 1]
-    plots = pd.read_csv(tmp_path / "plots.csv")
-    assert set(plots.metric) == {"shapeland_utility", "pickscore_x100"} and (tmp_path / "out/grid.png").exists()
+    plots = pd.read_csv(tmp_path / "plots.csv")  # one series per scorer, never one mixed "mean" column
+    assert list(plots.columns) == ["round", "checkpoint"] + [
+        f"{m}{suffix}" for m in ("pickscore_x100", "shapeland_utility") for suffix in ("", "_ci_low", "_ci_high")]
+    assert list(plots.checkpoint) == ["base", "round_1"] and (tmp_path / "out/grid.png").exists()
+    assert plots.shapeland_utility[1] == pytest.approx(res["metrics"]["round_1"]["shapeland_utility"]["mean"])
 
 
 def test_imagereward_checkpoint_through_the_real_blip_code(tmp_path):

@@ -50,3 +50,57 @@ def test_report_is_byte_identical_and_carries_numbers(tmp_path):
     page = html1.decode()
     assert "http" not in page.replace("http-equiv", "")  # self-contained: no external resources
     assert page.count("data:image/png;base64,") == len(figs1)
+
+
+def _page(tmp_path, rounds_extra=None, flip="0\t0.0\n1\t0.0\n", criterion="none"):
+    make_tree(tmp_path)
+    live = tmp_path / "runs/round_1/live/plots/metrics/train"
+    (live / "flip_rate.tsv").write_text("step\tflip_rate\n" + flip)
+    if rounds_extra:
+        r = json.loads((tmp_path / "reports/metrics/round_1.json").read_text())
+        (tmp_path / "reports/metrics/round_1.json").write_text(json.dumps({**r, **rounds_extra}))
+    params = parse_params({"train": {"rounds": 1, "criterion": criterion}})
+    run_report(params, tmp_path)
+    return (tmp_path / "reports/report.md").read_text(), (tmp_path / "reports/report.html").read_text()
+
+
+def test_html_comes_from_a_markdown_renderer(tmp_path):
+    md, page = _page(tmp_path)
+    # table headers are header cells, not data rows; the separator row is not rendered
+    assert "<th>checkpoint</th>" in page and "<th>rows in</th>" in page
+    assert "<td>checkpoint</td>" not in page and "---" not in page
+    # inline code is code, not literal backticks
+    assert "<code>shapeland_utility</code>" in page and "`" not in page.split("<body>")[1]
+    # grids and curves under their own headings
+    assert "<h2>Evaluation curves</h2>" in page and "<h2>Training curves</h2>" in page
+
+
+def test_flip_rate_that_never_flips_is_said_not_drawn_flat(tmp_path):
+    md, _ = _page(tmp_path)
+    assert "*flip_rate: zero at every update (criterion `none` learns every reference sample as a loser)" in md
+    md, _ = _page(tmp_path / "b", flip="0\t0.0\n1\t0.25\n", criterion="sign")
+    assert "zero at every update" not in md and "training `flip_rate` per update, rounds overlaid." in md
+
+
+def test_anchor_vs_oracle_table_only_when_logged(tmp_path):
+    md, _ = _page(tmp_path)
+    assert "Anchor vs oracle" not in md
+    md, page = _page(tmp_path / "b", {"oracle_flip_rate": 0.25, "anchor_flip_rate": 0.5, "anchor_auc": 0.625})
+    assert "| round | oracle flip rate | anchor flip rate | anchor AUC vs oracle |" in md
+    assert "| 1 | 0.250 | 0.500 | 0.625 |" in md
+    assert "anchor accuracy" not in md and "<th>anchor AUC vs oracle</th>" in page
+
+
+def test_grids_have_their_own_headings(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    make_tree(tmp_path)
+    for sub in ("eval", "base_model"):
+        (tmp_path / "reports" / sub).mkdir(exist_ok=True)
+        Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(tmp_path / "reports" / sub / "grid.png")
+    run_report(parse_params({"train": {"rounds": 1}}), tmp_path)
+    md = (tmp_path / "reports/report.md").read_text()
+    ev = md.index("## Evaluation images: base model vs each round")
+    base = md.index("## Base model samples")
+    assert ev < md.index("(eval/grid.png)") < base < md.index("(base_model/grid.png)")

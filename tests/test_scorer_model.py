@@ -52,8 +52,11 @@ def _run(world, out, **kw):
                               out, out.parent / f"{out.name}.json")
 
 
-def test_trained_folder_loads_as_pickscore_and_reproduces(world, tmp_path):
+def test_trained_folder_loads_as_pickscore_and_reproduces(world, tmp_path, capfd):
     summary = _run(world, tmp_path / "ps")
+    steps = TINY["contrastive_steps"] + TINY["preference_steps"]
+    err = capfd.readouterr().err  # a progress bar over both phases' steps
+    assert "scorer-model: 100%" in err and f"{steps}/{steps}" in err
     held = summary["held_out"]
     assert summary["pairs_train"] > 0 and summary["pairs_held_out"] > 0
     assert held["u_vs_label"]["pairs"] == summary["pairs_held_out"]

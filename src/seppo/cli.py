@@ -249,6 +249,16 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     _show(run_report(_params(params), root))
 
 
+@app.command("plots-page")
+def plots_page(
+    out: Path = typer.Option(Path("dvc_plots"), help="Folder of the page (index.html + _vendor/)."),
+) -> None:
+    """`dvc plots show` as a page that renders offline (vega scripts copied next to it)."""
+    from .webassets.offline import dvc_plots_page
+
+    _show(dvc_plots_page(out))
+
+
 @app.command()
 def preset(
     file: Path = typer.Argument(..., help="A preset of params overrides, e.g. configs/sd15-pickapic.yaml."),

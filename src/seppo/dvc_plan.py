@@ -45,15 +45,9 @@ def _metrics(path: str) -> list:
 
 def _local_model_deps(params: Params) -> list[str]:
     """Scorer weights that live in the project (e.g. models/pickscore) are deps of `evaluate`."""
-    from .evaluation.scorers.base import WEIGHT_KEYS, built_here
+    from .evaluation.scorers import local_weight_paths
 
-    models = params.evaluate.models.model_dump()
-    paths = []
-    for scorer in params.evaluate.scorers:
-        for key in WEIGHT_KEYS.get(scorer, []):
-            if built_here(models.get(key)) and models[key] not in paths:
-                paths.append(models[key])
-    return paths
+    return local_weight_paths(params.evaluate.scorers, params.evaluate.models.model_dump())
 
 
 def build(params: Params) -> dict:
@@ -69,7 +63,7 @@ def build(params: Params) -> dict:
     st["base_samples"] = {
         "cmd": "seppo base-samples",
         "deps": ["models/base", "data/world/prompts.parquet", "reports/metrics/world.json",
-                 "src/seppo/reports/base_samples.py", "src/seppo/reports/grids.py",
+                 "src/seppo/reports/base_samples.py", "src/seppo/imaging/grids.py",
                  "src/seppo/models/pipeline.py", "src/seppo/world/utility.py"],
         "params": ["base_samples"], "outs": [{"reports/base_model": dict(NOT_CACHED)}],
         "metrics": _metrics("reports/metrics/base_samples.json")}
@@ -128,11 +122,11 @@ def build(params: Params) -> dict:
             "params": list(EVAL_GEN_PARAMS), "outs": [f"data/eval/{name}"]}
     st["evaluate"] = {
         "cmd": "seppo evaluate " + " ".join(f"--images data/eval/{n}" for n in names),
-        "deps": [f"data/eval/{n}" for n in names] + eval_models + ["src/seppo/evaluation"],
+        "deps": [f"data/eval/{n}" for n in names] + eval_models + ["src/seppo/evaluation", "src/seppo/imaging"],
         "params": ["evaluate"],
-        "outs": [{"reports/eval": dict(NOT_CACHED)}],
-        "metrics": _metrics("reports/metrics/eval.json"),
-        "plots": [{"reports/plots/eval_rounds.csv": {"cache": False, "x": "round", "y": "mean"}}]}
+        # eval_rounds.csv is drawn by the top-level plots (one figure per scorer), not as a stage plot
+        "outs": [{"reports/eval": dict(NOT_CACHED)}, {EVAL_PLOTS: dict(NOT_CACHED)}],
+        "metrics": _metrics("reports/metrics/eval.json")}
     st["report"] = {
         "cmd": "seppo report",
         "deps": ["reports/eval", "reports/base_model", "src/seppo/reports"]
@@ -142,8 +136,31 @@ def build(params: Params) -> dict:
         "params": ["train", "evaluate", "base_model"],
         "outs": [{"reports/report.md": dict(NOT_CACHED)}, {"reports/report.html": dict(NOT_CACHED)},
                  {"reports/figures": dict(NOT_CACHED)}]}
-    plots = [{f"runs/round_{k}/live/plots/metrics": {"x": "step"}} for k in range(1, K + 1)]
-    return {"stages": st, "plots": plots}
+    return {"stages": st, "plots": _plots(params)}
+
+
+EVAL_PLOTS = "reports/plots/eval_rounds.csv"
+# DVCLive series of the train stage drawn by `dvc plots show`, each in one figure with the rounds overlaid
+TRAIN_PLOT_SERIES = ("loss", "implicit_acc", "flip_rate", "d_w", "d_r", "grad_norm")
+
+
+def _plots(params: Params) -> list[dict]:
+    """One figure per scorer (mean and its 95% CI bounds, x = round; scorers never share a scale),
+    then one figure per training series with one line per round (x = update within the round)."""
+    plots: list[dict] = []
+    for scorer in params.evaluate.scorers:
+        plots.append({f"eval_{scorer}": {
+            "x": "round", "y": {EVAL_PLOTS: [scorer, f"{scorer}_ci_low", f"{scorer}_ci_high"]},
+            "title": f"{scorer} per checkpoint (round 0 = base), 95% CI", "x_label": "round",
+            "y_label": scorer}})
+    K = params.train.rounds
+    for key in TRAIN_PLOT_SERIES:
+        plots.append({f"train_{key}": {
+            "x": "step",
+            "y": {f"runs/round_{k}/live/plots/metrics/train/{key}.tsv": key for k in range(1, K + 1)},
+            "title": f"training {key}, rounds overlaid", "x_label": "update within the round",
+            "y_label": key}})
+    return plots
 
 
 def render(params: Params) -> str:

@@ -4,7 +4,8 @@ The suite states the ingest rules declaratively (schema, non-empty captions, lab
 ids, decodable images, size and mode within bounds, caption length). It runs as a GX Checkpoint
 twice: on the KEPT rows, where every expectation must hold (a failure means a bug in the
 quarantine), and on ALL labelled non-tie rows, where the unexpected counts document what the
-quarantine removed. Data Docs of both go under ``reports/data_docs``. The stage fails with a clear
+quarantine removed. Data Docs of both go under ``reports/data_docs``, with their CSS/JS pointed at
+local copies (``seppo.webassets``) so they render offline. The stage fails with a clear
 message when the quarantined share or the unreadable shards exceed the params thresholds.
 """
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from ..config import IngestConfig
 from ..io_utils import atomic_dir, write_json
+from ..webassets.offline import make_offline
 from .ingest import PROFILE_SCHEMA
 
 
@@ -109,6 +111,8 @@ def run_validate(cfg: IngestConfig, ingest_dir: Path, docs: Path, out_json: Path
     profile = pd.read_parquet(ingest_dir / "profile.parquet")
     with atomic_dir(docs) as tmp:
         results = validate_profile(profile, cfg, tmp)
+        # Data Docs load their CSS/JS from CDNs and stay blank offline: point them at local copies
+        make_offline(tmp)
     write_json(out_json, results)
     share = counts["quarantined_share"]
     summary = {

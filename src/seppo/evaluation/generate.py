@@ -46,7 +46,8 @@ def run_eval_generate(cfg: EvaluateConfig, checkpoint: Path, name: str, out: Pat
         pipe.to(f"cuda:{rank % torch.cuda.device_count()}", torch.float16)
     t0 = time.perf_counter()
     images = split_map(len(rows), lambda idx: generate(
-        pipe, [rows[i][1] for i in idx], [rows[i][2] for i in idx], cfg.sampling, cfg.batch_size), np.stack)
+        pipe, [rows[i][1] for i in idx], [rows[i][2] for i in idx], cfg.sampling, cfg.batch_size,
+        progress=f"eval-generate {name}"), np.stack)
     seconds = time.perf_counter() - t0
     if not main:
         return {"process": rank, "images": len(range(rank, len(rows), world))}

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..config import ScorerModelConfig
 from ..io_utils import atomic_dir, write_json
+from ..progress import progress
 
 MEAN = [0.48145466, 0.4578275, 0.40821073]  # CLIP's normalisation, as in CLIPImageProcessor
 STD = [0.26862954, 0.26130258, 0.27577711]
@@ -212,6 +213,7 @@ def run_scorer_model(cfg: ScorerModelConfig, image_size: int, web_dir: Path, ing
         model = build_clip(cfg, image_size, len(processor.tokenizer)).train()
         tr = _Trainer(cfg, model, processor.tokenizer)
 
+        bar = progress(cfg.contrastive_steps + cfg.preference_steps, "scorer-model", unit="step")
         opt, sched = _optimizer(model, cfg.contrastive_lr, cfg.contrastive_steps, cfg.warmup_steps)
         c_losses = []
         for _ in range(cfg.contrastive_steps):
@@ -219,6 +221,8 @@ def run_scorer_model(cfg: ScorerModelConfig, image_size: int, web_dir: Path, ing
             caps = [web_captions[i] for i in idx]
             loss = contrastive_loss(tr.images(web_images[idx]), tr.text(caps), tr.scale(), caps)
             c_losses.append(_step(model, opt, sched, loss))
+            bar.set_postfix(phase="contrastive", loss=f"{c_losses[-1]:.3f}", refresh=False)
+            bar.update()
 
         ev_caps = [c for c, h in zip(pairs["caption"], held) if h]
         ev_w, ev_l = pairs["w"][held], pairs["l"][held]
@@ -234,6 +238,9 @@ def run_scorer_model(cfg: ScorerModelConfig, image_size: int, web_dir: Path, ing
             s_w = tr.scale() * (tr.images(pairs["w"][idx]) * t).sum(-1)
             s_l = tr.scale() * (tr.images(pairs["l"][idx]) * t).sum(-1)
             p_losses.append(_step(model, opt, sched, preference_loss(s_w, s_l)))
+            bar.set_postfix(phase="preference", loss=f"{p_losses[-1]:.3f}", refresh=False)
+            bar.update()
+        bar.close()
         after = pair_scores(tr, ev_caps, ev_w, ev_l)
 
         model.eval()

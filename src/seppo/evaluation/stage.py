@@ -5,7 +5,9 @@ Outputs
   reports/eval/summary.csv         per checkpoint and metric: mean, 95% CI, win rate vs base + CI
   reports/eval/grid.png            the same prompts and seeds: base vs each round
   reports/metrics/eval.json        the summary, with every setting next to the numbers (DVC metrics)
-  reports/plots/eval_rounds.csv    per-round curves (DVC plots)
+  reports/plots/eval_rounds.csv    per-checkpoint curves (DVC plots): one row per checkpoint, one column
+                                   group per scorer (<scorer>, <scorer>_ci_low, <scorer>_ci_high), so each
+                                   scorer is its own series on its own scale
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 
 from ..config import EvaluateConfig
 from ..io_utils import atomic_path, write_json
+from ..progress import progress
 from .generate import decode_png
 from .scorers import build_scorers
 from .stats import bootstrap_mean, paired_win_rate
@@ -33,16 +36,20 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
     device = "cuda" if torch.cuda.is_available() else "cpu"
     scorers = build_scorers(cfg.scorers, cfg.models.model_dump(), device, cfg.batch_size)
     tables, settings, image_tables = [], {}, {}
-    for d in image_dirs:
-        s = json.loads((d / "settings.json").read_text())
-        settings[s["name"]] = s
-        t = image_tables[s["name"]] = pd.read_parquet(d / "images.parquet")
-        images = [decode_png(b) for b in t.png]
-        for sc in scorers:
-            vals = np.asarray(sc.score(images, t.prompt.tolist()), dtype=float)
-            tables.append(pd.DataFrame({"checkpoint": s["name"], "round": _round_of(s["name"]),
-                                        "prompt_id": t.prompt_id, "seed": t.seed, "metric": sc.name,
-                                        "value": vals}))
+    counts = [json.loads((d / "settings.json").read_text())["images"] for d in image_dirs]
+    with progress(sum(counts) * len(scorers), "evaluate", unit="img") as bar:
+        for d in image_dirs:
+            s = json.loads((d / "settings.json").read_text())
+            settings[s["name"]] = s
+            t = image_tables[s["name"]] = pd.read_parquet(d / "images.parquet")
+            images = [decode_png(b) for b in t.png]
+            for sc in scorers:
+                bar.set_postfix(checkpoint=s["name"], scorer=sc.name)
+                vals = np.asarray(sc.score(images, t.prompt.tolist()), dtype=float)
+                tables.append(pd.DataFrame({"checkpoint": s["name"], "round": _round_of(s["name"]),
+                                            "prompt_id": t.prompt_id, "seed": t.seed, "metric": sc.name,
+                                            "value": vals}))
+                bar.update(len(images))
     scores = pd.concat(tables, ignore_index=True)
     if not np.isfinite(scores.value).all():
         bad = scores[~np.isfinite(scores.value)].head(5)
@@ -66,7 +73,7 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
     with atomic_path(out / "summary.csv") as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(plots) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6f")
+        plot_table(summary).to_csv(tmp, index=False, float_format="%.6f")
     _grid(cfg, image_tables, scores, out / "grid.png")
     first = next(iter(settings.values()))
     result = {
@@ -88,21 +95,32 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
     return result
 
 
+def plot_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Wide per-checkpoint table: columns round, checkpoint, then <scorer>, <scorer>_ci_low/_ci_high."""
+    wide = summary.pivot(index=["round", "checkpoint"], columns="metric", values=["mean", "ci_low", "ci_high"])
+    out = pd.DataFrame(index=wide.index)
+    for metric in sorted(summary.metric.unique()):
+        out[metric] = wide[("mean", metric)]
+        out[f"{metric}_ci_low"] = wide[("ci_low", metric)]
+        out[f"{metric}_ci_high"] = wide[("ci_high", metric)]
+    return out.reset_index().sort_values("round").reset_index(drop=True)
+
+
 def _grid(cfg, tabs: dict[str, pd.DataFrame], scores, path: Path) -> None:
-    from ..reports.grids import save_grid
+    from ..imaging.grids import save_grid
 
     names = list(tabs)
     seed = cfg.seeds[0]
     base = tabs[names[0]]
     pids = base[base.seed == seed].prompt_id.tolist()[: cfg.grid_prompts]
     metric = cfg.scorers[0]
-    images, titles = [], []
+    images, notes = [], []
     for n in names:
         t = tabs[n].set_index(["prompt_id", "seed"])
         sc = scores[(scores.checkpoint == n) & (scores.metric == metric) & (scores.seed == seed)].set_index("prompt_id")
-        for pid in pids:
-            images.append(decode_png(t.loc[(pid, seed), "png"]))
-            titles.append(f"{n}: {t.loc[(pid, seed), 'prompt']} | {metric}={sc.value[pid]:.2f}")
+        images.append([decode_png(t.loc[(pid, seed), "png"]) for pid in pids])
+        notes.append([f"{sc.value[pid]:.2f}" for pid in pids])
+    prompts = base.set_index(["prompt_id", "seed"]).loc[[(pid, seed) for pid in pids], "prompt"].tolist()
     s = cfg.sampling
-    save_grid(np.stack(images), titles, path, cols=len(pids),
-              title=f"rows: {', '.join(names)}; {s.sampler} {s.steps} steps, guidance {s.guidance}, seed {seed}")
+    save_grid(np.stack([np.stack(r) for r in images]), names, prompts, path, notes=notes,
+              title=f"cell: {metric}; {s.sampler} {s.steps} steps, guidance {s.guidance}, seed {seed}")

@@ -80,15 +80,20 @@ def prompt_seed(prompt: str, seed: int) -> int:
 
 
 def generate(
-    pipe, prompts: list[str], seeds: list[int], sampling: SamplingConfig, batch_size: int = 64
+    pipe, prompts: list[str], seeds: list[int], sampling: SamplingConfig, batch_size: int = 64,
+    progress: str | None = None,
 ) -> np.ndarray:
     """uint8 images (len(prompts), H, W, 3); image i uses its own generator seeded by
-    ``prompt_seed(prompts[i], seeds[i])``, so a sample does not depend on what it is batched with."""
+    ``prompt_seed(prompts[i], seeds[i])``, so a sample does not depend on what it is batched with.
+    ``progress`` names a bar over the images (with ETA); diffusers' own per-call bar stays off."""
     import torch
+
+    from ..progress import progress as bar
 
     set_sampler(pipe, sampling.sampler)
     pipe.set_progress_bar_config(disable=True)
     out = []
+    pbar = bar(len(prompts), progress, unit="img") if progress else None
     for i in range(0, len(prompts), batch_size):
         p = prompts[i : i + batch_size]
         gens = [torch.Generator().manual_seed(prompt_seed(q, s)) for q, s in zip(p, seeds[i : i + batch_size])]
@@ -101,4 +106,8 @@ def generate(
                 output_type="np",
             ).images
         out.append(np.clip(np.rint(imgs * 255.0), 0, 255).astype(np.uint8))
+        if pbar is not None:
+            pbar.update(len(p))
+    if pbar is not None:
+        pbar.close()
     return np.concatenate(out)

@@ -1,1 +1,1 @@
-"""Reports: image grids, sample tables and the Markdown/HTML documents built from tracked outputs."""
+"""Reports: sample tables and the Markdown/HTML documents built from tracked outputs."""

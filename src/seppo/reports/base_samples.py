@@ -16,7 +16,7 @@ from ..config import BaseSamplesConfig
 from ..io_utils import atomic_path, write_json
 from ..models.pipeline import generate, load_pipeline, prompt_seed
 from ..world.utility import utility
-from .grids import save_grid
+from ..imaging.grids import save_grid
 
 
 def bootstrap_ci(values: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float]:
@@ -39,7 +39,7 @@ def run_base_samples(
     prompts = prompts[prompts["split"] == "eval"].head(cfg.prompts)
     pipe = load_pipeline(model_dir)
     rows = [(pid, cap, s) for s in cfg.seeds for pid, cap in zip(prompts["prompt_id"], prompts["caption"])]
-    images = generate(pipe, [r[1] for r in rows], [r[2] for r in rows], cfg.sampling)
+    images = generate(pipe, [r[1] for r in rows], [r[2] for r in rows], cfg.sampling, progress="base-samples")
     records = []
     for (pid, cap, seed), img in zip(rows, images):
         res = utility(img, cap)
@@ -51,12 +51,13 @@ def run_base_samples(
     with atomic_path(out_dir / "samples.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     first = table.index[table["seed"] == cfg.seeds[0]][: cfg.grid_prompts]
-    titles = [f"{table.caption[i]} | u={table.utility[i]:.2f}" for i in first]
     s = cfg.sampling
     save_grid(
-        images[first],
-        titles,
+        images[first][None],
+        ["theta_0 (base)"],
+        [table.caption[i] for i in first],
         out_dir / "grid.png",
+        notes=[[f"u = {table.utility[i]:.2f}" for i in first]],
         title=f"base model, {s.sampler} {s.steps} steps, guidance {s.guidance}, seed {cfg.seeds[0]}",
     )
     u = table["utility"].to_numpy()

@@ -8,7 +8,6 @@ draw: the same inputs give the same bytes (a test checks it).
 from __future__ import annotations
 
 import base64
-import html
 import json
 from pathlib import Path
 
@@ -29,23 +28,29 @@ def _fig_save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=FIG_DPI, metadata={"Software": None})
 
 
-def _round_curves(summary: pd.DataFrame, out: Path) -> list[Path]:
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _round_curves(summary: pd.DataFrame, out: Path) -> list[Path]:
+    """One figure per scorer (each on its own scale): mean per checkpoint with its 95% CI band."""
+    plt = _plt()
     paths = []
     for metric, g in summary.groupby("metric", sort=True):
         g = g.sort_values("round")
-        fig, ax = plt.subplots(figsize=(4.2, 3.0))
-        ax.plot(g["round"], g["mean"], marker="o", color="#1f5fa8")
+        fig, ax = plt.subplots(figsize=(4.6, 3.2))
+        ax.plot(g["round"], g["mean"], marker="o", color="#1f5fa8", label="mean")
         ax.fill_between(g["round"], g["ci_low"], g["ci_high"], alpha=0.25, color="#1f5fa8", label="95% CI")
-        ax.set_xlabel("round (0 = base model)")
+        ax.set_xlabel("checkpoint")
         ax.set_ylabel(metric)
-        ax.set_xticks(list(g["round"]))
-        ax.legend(fontsize=7)
-        ax.set_title(f"{metric} per round", fontsize=9)
+        ax.set_xticks(list(g["round"]), list(g["checkpoint"]))
+        ax.legend(fontsize=8)
+        ax.set_title(f"{metric} per checkpoint", fontsize=10)
         fig.tight_layout()
         p = out / f"rounds_{metric}.png"
         _fig_save(fig, p)
@@ -54,35 +59,52 @@ def _round_curves(summary: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
-def _train_curves(live_dirs: list[Path], out: Path) -> list[Path]:
-    import matplotlib
+# Training series overlaid across rounds (one figure per series), when DVCLive logged them.
+TRAIN_SERIES = ("loss", "implicit_acc", "flip_rate", "anchor_flip_rate", "oracle_flip_rate", "d_w", "d_r")
+FLIP_SERIES = ("flip_rate", "anchor_flip_rate", "oracle_flip_rate")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    paths = []
-    for key in ("loss", "flip_rate", "implicit_acc"):
-        fig, ax = plt.subplots(figsize=(4.2, 3.0))
-        offset, any_data = 0, False
+def _train_curves(live_dirs: list[Path], out: Path, criterion: str) -> list[tuple[Path, str]]:
+    """(figure, caption) per training series: x = optimizer update within the round, one line per round.
+
+    A flip-rate series that is zero at every update is not drawn as a flat line: the figure says
+    that no reference sample was flipped (and why, for criterion none).
+    """
+    plt = _plt()
+    figs = []
+    for key in TRAIN_SERIES:
+        series = []
         for k, d in enumerate(live_dirs, start=1):
             tsv = d / "plots" / "metrics" / "train" / f"{key}.tsv"
-            if not tsv.exists():
-                continue
-            t = pd.read_csv(tsv, sep="\t")
-            ax.plot(t["step"] + offset, t[key], lw=0.8, label=f"round {k}")
-            offset += len(t)
-            any_data = True
-        if any_data:
-            ax.set_xlabel("optimizer update (all rounds)")
+            if tsv.exists():
+                series.append((k, pd.read_csv(tsv, sep="\t")))
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(4.6, 3.2))
+        never = key in FLIP_SERIES and all((t[key] == 0).all() for _, t in series)
+        if never:
+            why = ("criterion `none` learns every reference sample as a loser"
+                   if criterion == "none" else f"criterion `{criterion}` flipped no reference sample")
+            ax.axis("off")
+            ax.text(0.5, 0.55, f"{key}: 0 at every update\nof rounds {', '.join(str(k) for k, _ in series)}",
+                    ha="center", va="center", fontsize=11, transform=ax.transAxes)
+            ax.text(0.5, 0.3, why.replace("`", ""), ha="center", va="center", fontsize=9, color="#555",
+                    transform=ax.transAxes)
+            caption = f"{key}: zero at every update ({why}); nothing to plot."
+        else:
+            for k, t in series:
+                ax.plot(t["step"], t[key], lw=1.0, label=f"round {k}")
+            ax.set_xlabel("optimizer update within the round")
             ax.set_ylabel(key)
-            ax.legend(fontsize=7)
-            ax.set_title(f"training {key}", fontsize=9)
-            fig.tight_layout()
-            p = out / f"train_{key}.png"
-            _fig_save(fig, p)
-            paths.append(p)
+            ax.legend(fontsize=8)
+            caption = f"training `{key}` per update, rounds overlaid."
+        ax.set_title(f"training {key}", fontsize=10)
+        fig.tight_layout()
+        p = out / f"train_{key}.png"
+        _fig_save(fig, p)
         plt.close(fig)
-    return paths
+        figs.append((p, caption))
+    return figs
 
 
 def _fmt(x, nd=3) -> str:
@@ -91,12 +113,12 @@ def _fmt(x, nd=3) -> str:
 
 def _scorer_section(params: Params, sm: dict) -> list[str]:
     """Which weights each scorer used, and how well the in-project PickScore agrees with the truth."""
-    from ..evaluation.scorers.base import WEIGHT_KEYS
+    from ..evaluation.scorers import weight_keys
 
     models = params.evaluate.models.model_dump()
     md = ["## Scorers", ""]
     for name in params.evaluate.scorers:
-        key = WEIGHT_KEYS.get(name, [None])[0]
+        key = (weight_keys(name) or [None])[0]
         src = f"`{models[key]}` (evaluate.models.{key})" if key else "pixels, no weights (never used by training)"
         md.append(f"- `{name}`: {src}")
     md.append("")
@@ -130,12 +152,9 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
                                                            "scorer_model")}
     rounds = [_read_json(rep / "metrics" / f"round_{k}.json") for k in range(1, K + 1)]
     summary = pd.read_csv(rep / "eval" / "summary.csv") if (rep / "eval" / "summary.csv").exists() else pd.DataFrame()
-    images: list[tuple[str, Path]] = []
     curve_paths = _round_curves(summary, figs) if len(summary) else []
-    train_paths = _train_curves([root / f"runs/round_{k}/live" for k in range(1, K + 1)], figs)
-    for p in (rep / "eval" / "grid.png", rep / "base_model" / "grid.png"):
-        if p.exists():
-            images.append((p.parent.name + " grid", p))
+    train_figs = _train_curves([root / f"runs/round_{k}/live" for k in range(1, K + 1)], figs,
+                               params.train.criterion)
 
     ev = m["eval"].get("settings", {})
     tr = params.train
@@ -184,49 +203,69 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
                           f"{_fmt(r.get('mean_flip_rate'))} | {_fmt(r.get('mean_implicit_acc'))} | "
                           f"{_fmt(r.get('mean_samples_per_s'), 1)} | {_fmt(r.get('peak_rss_mb'), 0)} |")
         md.append("")
-    md += ["## Figures", ""]
-    for p in curve_paths + train_paths:
-        md.append(f"![{p.stem}](figures/{p.name})")
-    for title, p in images:
-        md.append(f"![{title}]({p.relative_to(rep)})")
-    md_text = "\n".join(md) + "\n"
+        md += _anchor_section(rounds)
+    md += ["## Evaluation curves", "",
+           "One figure per scorer, each on its own scale: mean over prompts and seeds per checkpoint, "
+           "with its 95% bootstrap CI band.", ""]
+    for p in curve_paths:
+        md += [f"![{p.stem}](figures/{p.name})", ""]
+    if train_figs:
+        md += ["## Training curves", "", "One figure per logged series; the rounds are overlaid.", ""]
+        for p, caption in train_figs:
+            md += [f"![{p.stem}](figures/{p.name})", "", f"*{caption}*", ""]
+    grids = [("Evaluation images: base model vs each round", rep / "eval" / "grid.png",
+              "The same held-out prompts (columns) and seed for every checkpoint (rows); the number under "
+              "each image is its score by the first scorer of `evaluate.scorers`."),
+             ("Base model samples (`base_samples` stage)", rep / "base_model" / "grid.png",
+              "theta_0 on held-out prompts (columns); the number under each image is its ground-truth utility.")]
+    for title, p, caption in grids:
+        if p.exists():
+            md += [f"## {title}", "", f"![{title}]({p.relative_to(rep).as_posix()})", "", f"*{caption}*", ""]
+    md_text = "\n".join(md).rstrip("\n") + "\n"
+    return md_text, _to_html(md_text, rep)
 
-    body = []
-    for line in md:
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("![") and "](" in line:
-            rel = line[line.index("](") + 2 : -1]
-            data = base64.b64encode((rep / rel).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(rel)}" src="data:image/png;base64,{data}">')
-        elif line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        elif line.startswith("- "):
-            body.append(f"<p>&bull; {html.escape(line[2:])}</p>")
-        elif line:
-            body.append(f"<p>{html.escape(line)}</p>")
-    joined, out, in_table = body, [], False
-    for b in joined:  # wrap consecutive rows in tables
-        if b.startswith("<tr>") and not in_table:
-            out.append("<table>")
-            in_table = True
-        if not b.startswith("<tr>") and in_table:
-            out.append("</table>")
-            in_table = False
-        out.append(b)
-    if in_table:
-        out.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
-             "img{max-width:100%;margin:6px 0;display:block}")
-    html_text = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>SePPO run report</title>"
-                 f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
-    return md_text, html_text
+
+# Round metrics comparing the anchor test's decisions with the world's ground truth (when logged).
+ANCHOR_KEYS = (("oracle_flip_rate", "oracle flip rate"), ("anchor_flip_rate", "anchor flip rate"),
+               ("anchor_accuracy", "anchor accuracy vs oracle"), ("anchor_auc", "anchor AUC vs oracle"))
+
+
+def _anchor_section(rounds: list[dict]) -> list[str]:
+    """Anchor vs oracle per round: only the keys some round logged; nothing when none did."""
+    keys = [(k, title) for k, title in ANCHOR_KEYS if any(r and k in r for r in rounds)]
+    if not keys:
+        return []
+    md = ["### Anchor vs oracle", "",
+          "How often the anchor test flips a reference sample to a winner, against how often the world's "
+          "ground-truth utility says it should (the oracle), per round.", "",
+          "| round | " + " | ".join(t for _, t in keys) + " |", "|---|" + "---|" * len(keys)]
+    for r in rounds:
+        if r and any(k in r for k, _ in keys):
+            md.append(f"| {r['round']} | " + " | ".join(_fmt(r.get(k)) for k, _ in keys) + " |")
+    return md + [""]
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1440px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}"
+         "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;font-size:14px}"
+         "th{background:#f2f2f2;text-align:left}code{background:#f4f4f4;padding:0 3px;border-radius:3px}"
+         "img{max-width:none;margin:6px 0;display:block}em{color:#444}")
+
+
+def _to_html(md_text: str, rep: Path) -> str:
+    """CommonMark + tables (markdown-it-py); every image embedded as a data URI (self-contained)."""
+    from markdown_it import MarkdownIt
+
+    mdit = MarkdownIt("commonmark").enable("table")
+    tokens = mdit.parse(md_text)
+    for tok in tokens:
+        for child in tok.children or []:
+            if child.type == "image":
+                rel = str(child.attrGet("src"))
+                data = base64.b64encode((rep / rel).read_bytes()).decode()
+                child.attrSet("src", f"data:image/png;base64,{data}")
+    body = mdit.renderer.render(tokens, mdit.options, {})
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>SePPO run report</title>"
+            f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
 
 
 def run_report(params: Params, root: Path = Path(".")) -> dict:

@@ -45,6 +45,21 @@ def built_here(value: str | None) -> bool:
     return bool(value) and str(value).startswith("models/")
 
 
+def weight_keys(name: str) -> list[str]:
+    """The evaluate.models keys scorer ``name`` reads, its main weights first ([] for pixel scorers)."""
+    return list(WEIGHT_KEYS.get(name, []))
+
+
+def local_weight_paths(names: list[str], models: dict[str, str | None]) -> list[str]:
+    """The weights of scorers ``names`` that a stage of this pipeline builds (DVC deps of evaluate)."""
+    paths: list[str] = []
+    for scorer in names:
+        for key in weight_keys(scorer):
+            if built_here(models.get(key)) and models[key] not in paths:
+                paths.append(models[key])
+    return paths
+
+
 def register(*names: str):
     def deco(factory):
         for n in names:

@@ -1,0 +1,1 @@
+"""Pictures shared by the stages that show images: deterministic captioned grids (evaluation, reports)."""
