@@ -141,7 +141,8 @@ def build(params: Params) -> dict:
 
 EVAL_PLOTS = "reports/plots/eval_rounds.csv"
 # DVCLive series of the train stage drawn by `dvc plots show`, each in one figure with the rounds overlaid
-TRAIN_PLOT_SERIES = ("loss", "implicit_acc", "flip_rate", "d_w", "d_r", "grad_norm")
+TRAIN_PLOT_SERIES = ("loss", "implicit_acc", "flip_rate", "oracle_flip_rate", "anchor_accuracy", "d_w", "d_r",
+                     "grad_norm")
 
 
 def _plots(params: Params) -> list[dict]:

@@ -60,8 +60,8 @@ def _round_curves(summary: pd.DataFrame, out: Path) -> list[Path]:
 
 
 # Training series overlaid across rounds (one figure per series), when DVCLive logged them.
-TRAIN_SERIES = ("loss", "implicit_acc", "flip_rate", "anchor_flip_rate", "oracle_flip_rate", "d_w", "d_r")
-FLIP_SERIES = ("flip_rate", "anchor_flip_rate", "oracle_flip_rate")
+TRAIN_SERIES = ("loss", "implicit_acc", "flip_rate", "oracle_flip_rate", "anchor_accuracy", "d_w", "d_r")
+FLIP_SERIES = ("flip_rate", "oracle_flip_rate")
 
 
 def _train_curves(live_dirs: list[Path], out: Path, criterion: str) -> list[tuple[Path, str]]:
@@ -195,14 +195,15 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
     md += _scorer_section(params, m["scorer_model"])
     if any(rounds):
         md += ["## Training rounds", "",
-               "| round | reference | mean loss | flip rate | implicit acc | samples/s | peak RSS (MB) |",
-               "|---|---|---|---|---|---|---|"]
+               "| round | loss | criterion | anchor draws | reference | mean loss | flip rate | implicit acc |",
+               "|---|---|---|---|---|---|---|---|"]
         for r in rounds:
             if r:
-                md.append(f"| {r['round']} | `{r['reference']}` | {_fmt(r.get('mean_loss'), 4)} | "
-                          f"{_fmt(r.get('mean_flip_rate'))} | {_fmt(r.get('mean_implicit_acc'))} | "
-                          f"{_fmt(r.get('mean_samples_per_s'), 1)} | {_fmt(r.get('peak_rss_mb'), 0)} |")
-        md.append("")
+                md.append(f"| {r['round']} | {r.get('loss_type')} | {r.get('criterion') or '-'} | "
+                          f"{r.get('anchor_draws', 0)} | `{r['reference']}` | {_fmt(r.get('mean_loss'), 4)} | "
+                          f"{_fmt(r.get('mean_flip_rate'))} | {_fmt(r.get('mean_implicit_acc'))} |")
+        md += ["", "Wall-clock throughput and peak memory of each round are in `runs/round_k/timing.json` "
+               "(`dvc metrics show`): they vary between runs, so nothing, this report included, depends on them.", ""]
         md += _anchor_section(rounds)
     md += ["## Evaluation curves", "",
            "One figure per scorer, each on its own scale: mean over prompts and seeds per checkpoint, "
@@ -227,7 +228,8 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
 
 # Round metrics comparing the anchor test's decisions with the world's ground truth (when logged).
 ANCHOR_KEYS = (("oracle_flip_rate", "oracle flip rate"), ("anchor_flip_rate", "anchor flip rate"),
-               ("anchor_accuracy", "anchor accuracy vs oracle"), ("anchor_auc", "anchor AUC vs oracle"))
+               ("anchor_accuracy", "anchor accuracy vs oracle"), ("decision_accuracy", "decision accuracy (s != 0)"),
+               ("anchor_auc", "anchor AUC vs oracle"), ("share_s_dropped", "share dropped (s = 0)"))
 
 
 def _anchor_section(rounds: list[dict]) -> list[str]:
@@ -237,7 +239,9 @@ def _anchor_section(rounds: list[dict]) -> list[str]:
         return []
     md = ["### Anchor vs oracle", "",
           "How often the anchor test flips a reference sample to a winner, against how often the world's "
-          "ground-truth utility says it should (the oracle), per round.", "",
+          "ground-truth utility says it should (the oracle: the reference sample's utility beats its winner's), "
+          "per round. Accuracy: the anchor's test (gap < 0) agrees with the oracle; AUC: how well -gap ranks "
+          "should-flip samples first (0.5 = chance). One training run each.", "",
           "| round | " + " | ".join(t for _, t in keys) + " |", "|---|" + "---|" * len(keys)]
     for r in rounds:
         if r and any(k in r for k, _ in keys):
