@@ -1,7 +1,7 @@
 """The report stage: Markdown + self-contained HTML, regenerated from tracked outputs only.
 
 Inputs: reports/metrics/*.json, reports/eval/{summary.csv, grid.png}, reports/base_model/grid.png,
-runs/round_k/live/plots/metrics/train/*.tsv and the params. No clock, no host name, no random
+runs/round_k/live/plots/metrics/train/*.tsv, the params, and reports/study/ when a study has run. No clock, no host name, no random
 draw: the same inputs give the same bytes (a test checks it).
 """
 
@@ -184,6 +184,9 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
                           f"{_fmt(r.get('mean_flip_rate'))} | {_fmt(r.get('mean_implicit_acc'))} | "
                           f"{_fmt(r.get('mean_samples_per_s'), 1)} | {_fmt(r.get('peak_rss_mb'), 0)} |")
         md.append("")
+    from ..study.report import study_section
+
+    md += study_section(params, root)  # only when reports/study/ holds runs: otherwise the report is unchanged
     md += ["## Figures", ""]
     for p in curve_paths + train_paths:
         md.append(f"![{p.stem}](figures/{p.name})")
