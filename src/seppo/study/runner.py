@@ -58,9 +58,11 @@ def _set_value(v: Any) -> str:
 
 
 def exp_command(run: Run, target: str) -> list[str]:
-    cmd = [_bin("dvc"), "exp", "run", "--temp", "--force", "--name", run.name]
+    # no --force: for `exp run` it also means "reproduce unchanged stages", which would redo the shared ones
+    cmd = [_bin("dvc"), "exp", "run", "--temp", "--name", run.name]
     for k, v in sorted(run.overrides.items()):
-        cmd += ["-S", f"{k}={_set_value(v)}"]
+        # ++ (hydra's add-or-override): plain `-S k=v` fails when params.yaml does not list k (a default)
+        cmd += ["-S", f"++{k}={_set_value(v)}"]
     return cmd + [target]
 
 
@@ -100,6 +102,16 @@ def _experiment_rev(root: Path, name: str) -> str:
     return _git(root, "rev-parse", f"refs/exps/{head[:2]}/{head[2:]}/{name}").strip()
 
 
+def _drop_stale_experiment(root: Path, name: str, env: dict) -> None:
+    """An experiment of this name without a matching record (older params, or killed before the record was
+    written) is removed, so that the new one can take the name."""
+    try:
+        _experiment_rev(root, name)
+    except StudyError:
+        return
+    subprocess.run([_bin("dvc"), "exp", "remove", name], cwd=root, env=env, capture_output=True, check=True)
+
+
 def _read_at(root: Path, rev: str, path: str) -> bytes | None:
     out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True)
     return out.stdout if out.returncode == 0 else None
@@ -127,6 +139,7 @@ def _execute(root: Path, run: Run, target: str, threads: int | None, log_dir: Pa
     log = log_dir / f"{run.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = exp_command(run, target)
+    _drop_stale_experiment(root, run.name, env)
     t0 = time.monotonic()
     with log.open("w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
