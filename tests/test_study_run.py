@@ -141,10 +141,49 @@ def test_study_runs_experiments_shares_stages_and_resumes_after_a_kill(project):
     sh(_study(proj, env, "--aggregate-only"), proj, env)
     assert (proj / "reports/study/aggregate.csv").read_bytes() == table
 
-    # 6. a changed variant (its lr) re-runs only that variant's runs, replacing their experiments
+    # 6. a record lost after its experiment finished (or a run queued elsewhere) is collected, not re-run
+    kept = json.loads((runs / "none__seed0.json").read_text())
+    (runs / "none__seed0.json").unlink()
+    res = json.loads(sh(_study(proj, env), proj, env))
+    assert res["ran"] == ["none__seed0"] and len(log.read_text().splitlines()) == n
+    again = json.loads((runs / "none__seed0.json").read_text())
+    assert again["checkpoints"] == kept["checkpoints"] and again["experiment"]["rev"] == kept["experiment"]["rev"]
+
+    # 7. a changed variant (its lr) re-runs only that variant's runs, replacing their experiments
     p = yaml.safe_load((proj / "params.yaml").read_text())
     p["study"]["variants"]["sign"]["lr"] = 1e-3
     (proj / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     res = json.loads(sh(_study(proj, env, "--jobs", "2"), proj, env))
     assert sorted(res["ran"]) == ["sign__seed0", "sign__seed1"] and len(res["skipped"]) == 2
     assert json.loads((runs / "sign__seed0.json").read_text())["overrides"]["train.lr"] == 1e-3
+
+
+def test_study_deployment_runs_from_the_server_and_publishes_artifacts(tmp_path):
+    """The served `seppo-study` deployment, triggered through the API, aggregates committed records."""
+    from seppo.config import parse_params
+    from tests.prefect_server import ROOT, prefect_server
+    from tests.test_study_stats import STUDY, _write_runs
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "params.yaml").write_text(yaml.safe_dump(STUDY, sort_keys=False))
+    _write_runs(proj, parse_params(STUDY), {"none": 0.05, "sign": 0.1})
+    with prefect_server(tmp_path) as (env, procs):
+        env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"  # this checkout's seppo, not an installed one
+        serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--project-dir", str(proj), "--no-replan"],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        procs.append(serve)
+        deadline = time.time() + 120
+        while "seppo-study" not in subprocess.run([str(BIN / "prefect"), "deployment", "ls"], cwd=ROOT, env=env,
+                                                  capture_output=True, text=True).stdout:
+            assert time.time() < deadline and serve.poll() is None, "deployment was not served"
+            time.sleep(2)
+        run = subprocess.run([str(BIN / "prefect"), "deployment", "run", "seppo-study/seppo", "--param",
+                              "aggregate_only=true", "--watch", "--watch-timeout", "240"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and "Completed" in run.stdout + run.stderr, run.stdout + run.stderr
+        art = subprocess.run([str(BIN / "prefect"), "artifact", "inspect", "seppo-study"], cwd=ROOT, env=env,
+                             capture_output=True, text=True).stdout
+        assert "w/o anchor" in art and "diff_vs_none" in art
+    assert (proj / "reports/study/aggregate.csv").exists()

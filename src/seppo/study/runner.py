@@ -102,9 +102,30 @@ def _experiment_rev(root: Path, name: str) -> str:
     return _git(root, "rev-parse", f"refs/exps/{head[:2]}/{head[2:]}/{name}").strip()
 
 
+def finished_experiment(root: Path, run: Run) -> str | None:
+    """The rev of an experiment named like the run, on this baseline, made with the same params; else None.
+
+    This collects runs that finished without a record (killed in between) and runs queued elsewhere
+    (`dvc exp run --queue --name <variant>__seed<k>` on more workers) instead of running them again.
+    """
+    import yaml
+
+    from .records import effective_hash
+
+    try:
+        rev = _experiment_rev(root, run.name)
+    except StudyError:
+        return None
+    raw = _read_at(root, rev, "params.yaml")
+    try:
+        made_with = parse_params(yaml.safe_load(raw or b"") or {})
+    except Exception:  # noqa: BLE001 - params another version of the code wrote: not this run
+        return None
+    return rev if effective_hash(made_with, {}) == run.params_hash else None
+
+
 def _drop_stale_experiment(root: Path, name: str, env: dict) -> None:
-    """An experiment of this name without a matching record (older params, or killed before the record was
-    written) is removed, so that the new one can take the name."""
+    """An experiment of this name made with other params is removed, so that the new one can take the name."""
     try:
         _experiment_rev(root, name)
     except StudyError:
@@ -174,11 +195,16 @@ def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | 
     log_dir = root / ".dvc" / "tmp" / "study-logs"
 
     def one(run: Run) -> str:
-        echo(f"study: {run.name} started")
-        wall = _execute(root, run, st.target, threads, log_dir)
-        rec = collect(root, run, st.variants[run.variant].label, st.rounds, _experiment_rev(root, run.name), wall)
+        rev, wall = finished_experiment(root, run), None
+        if rev:
+            echo(f"study: {run.name} collected from finished experiment {rev[:10]}")
+        else:
+            echo(f"study: {run.name} started")
+            wall = _execute(root, run, st.target, threads, log_dir)
+            rev = _experiment_rev(root, run.name)
+        rec = collect(root, run, st.variants[run.variant].label, st.rounds, rev, wall)
         write_json(record_path(out, run), rec)
-        echo(f"study: {run.name} done in {wall:.0f} s")
+        echo(f"study: {run.name} recorded" + (f" ({wall:.0f} s)" if wall else ""))
         return run.name
 
     done: list[str] = []
