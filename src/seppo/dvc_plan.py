@@ -125,7 +125,7 @@ def build(params: Params) -> dict:
         "plots": [{"reports/plots/eval_rounds.csv": {"cache": False, "x": "round", "y": "mean"}}]}
     st["report"] = {
         "cmd": "seppo report",
-        "deps": ["reports/eval", "reports/base_model", "src/seppo/reports"]
+        "deps": ["reports/eval", "reports/base_model", "src/seppo/reports", "src/seppo/study/report.py"]
         + [f"reports/metrics/{m}.json" for m in ("world", "ingest", "validate", "cache", "eval")]
         + (["reports/metrics/scorer_model.json"] if params.scorer_model.enabled else [])
         + [f"runs/round_{k}/live" for k in range(1, K + 1)]
