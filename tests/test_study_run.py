@@ -187,3 +187,19 @@ def test_study_deployment_runs_from_the_server_and_publishes_artifacts(tmp_path)
                              capture_output=True, text=True).stdout
         assert "w/o anchor" in art and "diff_vs_none" in art
     assert (proj / "reports/study/aggregate.csv").exists()
+
+
+def test_a_failing_run_is_named_and_does_not_stop_the_others(project):
+    proj, env, log = project
+    p = yaml.safe_load((proj / "params.yaml").read_text())
+    p["study"]["seeds"] = [0]
+    p["study"]["variants"]["indicator"] = {"label": "indicator", "overrides": {"train.criterion": "indicator"}}
+    (proj / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    out = subprocess.run(_study(proj, env, "--jobs", "1"), cwd=proj, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 1
+    assert "1 of 3 runs failed" in out.stderr and "indicator__seed0" in out.stderr and "study-logs" in out.stderr
+    assert "KeyError: 'indicator'" in out.stderr  # the failing stage's own error, from the run's log
+    assert sorted(x.name for x in (proj / "reports/study/runs").glob("*.json")) == ["none__seed0.json",
+                                                                                   "sign__seed0.json"]
+    assert (proj / "reports/study/aggregate.csv").exists()

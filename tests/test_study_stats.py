@@ -176,3 +176,23 @@ def test_aggregate_files_are_byte_stable_and_feed_the_report(tmp_path):
     assert "| w/o anchor | 20.88 | (no variant) |" in md  # none has no `paper` key in this matrix
     assert "ground-truth utility [0, 1]" in md and "PickScore x100, Pick-a-Pic v2, SD1.5" in md
     assert study_section(p, tmp_path / "elsewhere") == []
+
+
+def test_dvc_yaml_is_planned_for_the_study_rounds_and_restored_even_after_a_kill(tmp_path):
+    from seppo.study.runner import DVC_YAML_BACKUP, planned_rounds
+
+    p = parse_params({"train": {"rounds": 1}, "study": {"rounds": 3}})
+    (tmp_path / "dvc.yaml").write_text("original\n")
+    with planned_rounds(tmp_path, p, 3, replan=True):
+        text = (tmp_path / "dvc.yaml").read_text()
+        assert "train_3:" in text and "eval_round_3:" in text
+        assert (tmp_path / DVC_YAML_BACKUP).read_text() == "original\n"
+    assert (tmp_path / "dvc.yaml").read_text() == "original\n" and not (tmp_path / DVC_YAML_BACKUP).exists()
+    # a study killed inside the context left its plan in dvc.yaml and the backup: the next one restores the original
+    (tmp_path / DVC_YAML_BACKUP).write_text("original\n")
+    (tmp_path / "dvc.yaml").write_text(text)
+    with planned_rounds(tmp_path, p, 3, replan=True):
+        pass
+    assert (tmp_path / "dvc.yaml").read_text() == "original\n"
+    with planned_rounds(tmp_path, p, 3, replan=False):
+        assert (tmp_path / "dvc.yaml").read_text() == "original\n"

@@ -443,8 +443,8 @@ class StudyConfig(_Section):
     jobs: int = Field(1, ge=1, description="Experiments run at once (<= 2 on the 2-core machine; each gets "
                       "cores / jobs torch threads). More on a cluster.")
     out: str = Field("reports/study", description="Folder of the per-run records, aggregate table and figures.")
-    compare_to: list[str] = Field(["none", "sft"], description="Variants every other is paired against "
-                                  "(differences on the same seed and prompt); names of variants.")
+    compare_to: list[str] = Field([], description="Variants every other is paired against (differences on "
+                                  "the same seed and prompt), e.g. [none, sft]; names of variants.")
     metrics: list[str] | None = Field(None, description="Scorers in the aggregate; null = all in the records.")
     n_boot: int = Field(2000, ge=100, description="Two-level bootstrap resamples (seeds, then prompts).")
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
@@ -455,7 +455,7 @@ class StudyConfig(_Section):
         if bad:
             raise ValueError(f"variant names must be letters, digits, _ or - (got {bad})")
         missing = [c for c in self.compare_to if c not in self.variants]
-        if missing and {"variants", "compare_to"} & self.model_fields_set:  # not for the bare default
+        if missing:
             raise ValueError(f"compare_to names unknown variants {missing}; variants: {sorted(self.variants)}")
         return self
 

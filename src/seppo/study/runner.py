@@ -208,9 +208,18 @@ def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | 
         return run.name
 
     done: list[str] = []
+    failed: list[str] = []
     if todo:
+        # a failing run does not stop the others (their records are kept); all failures are raised at the end
         with planned_rounds(root, params, st.rounds, replan), ThreadPoolExecutor(jobs) as pool:
-            for name in pool.map(one, todo):
-                done.append(name)
+            futures = [(r, pool.submit(one, r)) for r in todo]
+            for r, f in futures:
+                try:
+                    done.append(f.result())
+                except Exception as err:  # noqa: BLE001 - reported with the run's name below
+                    failed.append(f"{r.name}: {err}")
     agg = run_aggregate(params, root)
+    if failed:
+        raise StudyError(f"{len(failed)} of {len(todo)} runs failed (re-run `seppo study` to retry only "
+                         "them):\n" + "\n".join(failed))
     return {"ran": done, "skipped": skipped, **agg}
