@@ -196,3 +196,19 @@ def test_dvc_yaml_is_planned_for_the_study_rounds_and_restored_even_after_a_kill
     assert (tmp_path / "dvc.yaml").read_text() == "original\n"
     with planned_rounds(tmp_path, p, 3, replan=False):
         assert (tmp_path / "dvc.yaml").read_text() == "original\n"
+
+
+def test_common_overrides_apply_to_every_trained_variant_and_are_validated():
+    d = json.loads(json.dumps(STUDY))
+    d["study"]["common"] = {"train.ref_samples": "per_prompt", "train.criterion": "sign"}
+    runs = plan_runs(parse_params(d))
+    assert all(r.overrides["train.ref_samples"] == "per_prompt" for r in runs)
+    assert runs[0].overrides["train.criterion"] == "none"  # the variant's own override wins
+    d["study"]["common"] = {"evaluate.seeds": [0]}
+    with pytest.raises(ConfigError, match=r"study\.common\.evaluate\.seeds: the study may override only train"):
+        parse_params(d)
+    d["study"]["common"] = {"train.reference_errors": "precomputed"}
+    d["study"]["variants"]["sft"] = {"label": "SFT", "overrides": {"train.loss": "sft"}}
+    with pytest.raises(ConfigError, match=r"study\.variants\.sft\.overrides\.train: Value error, reference_errors=precomputed needs "
+                       r"loss=seppo \(got loss='sft'\) \(study.common applied first\)$"):
+        parse_params(d)

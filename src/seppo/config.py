@@ -439,6 +439,9 @@ class StudyConfig(_Section):
                              "same selection sequence. The base model, world and evaluation set are shared.")
     variants: dict[str, StudyVariant] = Field(
         default_factory=_default_variants, description="Variant name -> StudyVariant, in table order.")
+    common: dict[str, Any] = Field(
+        default_factory=dict, description="train.* overrides applied to every trained variant before its own: "
+        "the study's cost reductions (e.g. train.ref_samples: per_prompt), stated in the aggregate's header.")
     target: str = Field("evaluate", description="The DVC stage each experiment reproduces (with its upstream).")
     jobs: int = Field(1, ge=1, description="Experiments run at once (<= 2 on the 2-core machine; each gets "
                       "cores / jobs torch threads). More on a cluster.")
@@ -528,7 +531,7 @@ STUDY_OWNED = ("train.seed", "train.rounds")
 
 def variant_params(params: Params, variant: StudyVariant, seed: int, rounds: int) -> dict[str, Any]:
     """The dotted train.* overrides of one study run: the variant's, its lr, the seed and the rounds."""
-    over = dict(variant.overrides)
+    over = dict(params.study.common) | dict(variant.overrides)
     if variant.lr is not None:
         over["train.lr"] = variant.lr
     over["train.seed"], over["train.rounds"] = seed, rounds
@@ -550,18 +553,21 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 def _check_variants(params: Params, source: str) -> None:
-    """Every study variant's overrides applied to the params must validate, or fail with the dotted key."""
+    """Every trained variant's overrides (study.common, then its own) applied to the params must validate,
+    or fail with the dotted key."""
     base = params.model_dump(exclude={"study"})
-    lines = []
+    rule = (f"may override only train.* keys other than {', '.join(STUDY_OWNED)} (shared stages, the evaluation "
+            "set, seeds and rounds are the study's)")
+    bad = {k for k in params.study.common if not k.startswith("train.") or k in STUDY_OWNED}
+    lines = [f"  study.common.{k}: the study {rule}" for k in sorted(bad)]
     for name, v in params.study.variants.items():
         where = f"study.variants.{name}.overrides"
-        bad = [k for k in v.overrides if not k.startswith("train.") or k in STUDY_OWNED]
-        for key in bad:
-            lines.append(f"  {where}.{key}: a variant may override only train.* keys other than "
-                         f"{', '.join(STUDY_OWNED)} (shared stages, the evaluation set, seeds and rounds "
-                         "are the study's)")
+        own_bad = [k for k in v.overrides if not k.startswith("train.") or k in STUDY_OWNED]
+        lines += [f"  {where}.{k}: a variant {rule}" for k in own_bad]
+        if not v.train:
+            continue
         over = {k: x for k, x in variant_params(params, v, params.study.seeds[0], params.study.rounds).items()
-                if k not in bad}
+                if k not in bad and k not in own_bad}
         if v.pending:  # a placeholder may name keys another branch is adding: check the ones that exist
             over = {k: x for k, x in over.items() if k.split(".", 1)[-1] in TrainConfig.model_fields}
         try:
@@ -569,9 +575,11 @@ def _check_variants(params: Params, source: str) -> None:
         except ValidationError as err:
             for e in err.errors():
                 key = ".".join(str(p) for p in e["loc"]) or "<root>"
+                got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # not a whole section
                 what = ("unknown key; allowed keys here: " + _allowed(Params, e["loc"])
-                        if e["type"] == "extra_forbidden" else f"{e['msg']} (got {e.get('input')!r})")
-                lines.append(f"  {where}.{key}: {what}")
+                        if e["type"] == "extra_forbidden" else f"{e['msg']}{got}")
+                lines.append(f"  {where}.{key}: {what}" + (" (study.common applied first)" if params.study.common
+                                                           else ""))
     if lines:
         raise ConfigError("\n".join([f"{source}: invalid study variants"] + lines))
 

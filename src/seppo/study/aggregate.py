@@ -207,7 +207,9 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
           f"{len(records)} runs; {st.rounds} rounds; training seeds {st.seeds} (train.seed: data order, noise, "
           "timesteps, reference selection; world, base model and evaluation set shared). Mean over seeds and "
           f"prompts; 95% CIs from a two-level bootstrap ({st.n_boot} resamples: seeds, then prompts within "
-          "each); differences paired on seed and prompt.", ""]
+          "each); differences paired on seed and prompt.",
+          "", "Overrides of every trained variant (the study's cost reductions): "
+          + (", ".join(f"`{k}={v}`" for k, v in sorted(st.common.items())) or "none") + ".", ""]
     md += table_markdown(params, table) + ["## Anchor and oracle diagnostics (mean over seeds)", ""]
     md += oracle_markdown(oracle)
     with atomic_path(out / "aggregate.md") as tmp:
