@@ -212,3 +212,15 @@ def test_common_overrides_apply_to_every_trained_variant_and_are_validated():
     with pytest.raises(ConfigError, match=r"study\.variants\.sft\.overrides\.train: Value error, reference_errors=precomputed needs "
                        r"loss=seppo \(got loss='sft'\) \(study.common applied first\)$"):
         parse_params(d)
+
+
+def test_print_queue_lists_only_the_missing_runs(tmp_path):
+    from seppo.study.runner import queue_commands
+
+    p = parse_params(STUDY)
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1})
+    assert queue_commands(p, tmp_path) == []
+    (tmp_path / "reports/study/runs/sign__seed1.json").unlink()
+    assert queue_commands(p, tmp_path) == [
+        "dvc exp run --queue --name sign__seed1 -S ++train.criterion=sign -S ++train.lr=0.0003 "
+        "-S ++train.rounds=2 -S ++train.seed=1 evaluate"]

@@ -315,14 +315,19 @@ def study(
     aggregate_only: bool = typer.Option(False, "--aggregate-only",
                                         help="Recompute the aggregate from the per-run records; run nothing."),
     no_replan: bool = typer.Option(False, "--no-replan", help="Keep the project's dvc.yaml as it is."),
+    print_queue: bool = typer.Option(False, "--print-queue", help="Print `dvc exp run --queue` lines for the "
+                                     "missing runs (for `dvc queue start -j N` on a bigger machine); run nothing."),
 ) -> None:
     """The ablation study: variants x training seeds as DVC experiments (resumable), then the aggregate."""
     from .study.aggregate import run_aggregate
-    from .study.runner import StudyError, run_study
+    from .study.runner import StudyError, queue_commands, run_study
 
     p = _params(params if params.is_absolute() else root / params)
     with _exit_on(StudyError, 1):
-        if aggregate_only:
+        if print_queue:
+            for line in queue_commands(p, root):
+                typer.echo(line)
+        elif aggregate_only:
             _show(run_aggregate(p, root))
         else:
             _show(run_study(root, p, jobs or None, only or None, replan=not no_replan,

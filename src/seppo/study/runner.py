@@ -57,9 +57,10 @@ def _set_value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def exp_command(run: Run, target: str) -> list[str]:
+def exp_command(run: Run, target: str, mode: str = "--temp") -> list[str]:
+    """The run's `dvc exp run`; mode --queue for DVC's queue (`dvc queue start -j N` on more workers)."""
     # no --force: for `exp run` it also means "reproduce unchanged stages", which would redo the shared ones
-    cmd = [_bin("dvc"), "exp", "run", "--temp", "--name", run.name]
+    cmd = [_bin("dvc"), "exp", "run", mode, "--name", run.name]
     for k, v in sorted(run.overrides.items()):
         # ++ (hydra's add-or-override): plain `-S k=v` fails when params.yaml does not list k (a default)
         cmd += ["-S", f"++{k}={_set_value(v)}"]
@@ -223,3 +224,16 @@ def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | 
         raise StudyError(f"{len(failed)} of {len(todo)} runs failed (re-run `seppo study` to retry only "
                          "them):\n" + "\n".join(failed))
     return {"ran": done, "skipped": skipped, **agg}
+
+
+def queue_commands(params: Params, root: Path = Path(".")) -> list[str]:
+    """Shell lines that queue the missing runs in DVC's experiment queue instead of running them here.
+
+    For a machine with more workers: run them (after `seppo plan --set train.rounds=<study.rounds>`),
+    `dvc queue start -j N`, then `seppo study` collects the finished experiments without re-running them.
+    """
+    import shlex
+
+    out = Path(root) / params.study.out
+    return [" ".join(shlex.quote(c) for c in ["dvc", *exp_command(r, params.study.target, "--queue")[1:]])
+            for r in plan_runs(params) if not is_done(out, r)]
