@@ -1,9 +1,10 @@
-"""Serve the pipeline as a Prefect deployment, so runs can be started from the UI or the CLI.
+"""Serve the pipeline and the study as Prefect deployments, so runs can be started from the UI or the CLI.
 
     prefect server start --host 127.0.0.1 --port 4200          # terminal 1 (local only)
     export PREFECT_API_URL=http://127.0.0.1:4200/api
     python -m flows.serve                                       # terminal 2, from the project root
     prefect deployment run 'seppo-pipeline/seppo' -p overrides='{"train.lr": 3e-5}'
+    prefect deployment run 'seppo-study/seppo' -p jobs=1            # the ablation study (resumable)
 
 A run with `overrides` is recorded as a DVC experiment (`dvc exp show`); without, it is `dvc repro`.
 """
@@ -13,7 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prefect import serve
+
 from flows.pipeline import seppo_pipeline
+from flows.study import seppo_study
 
 
 def main() -> None:
@@ -22,13 +26,21 @@ def main() -> None:
     ap.add_argument("--project-dir", default=str(Path(".").resolve()), help="The DVC project to run in.")
     ap.add_argument("--no-replan", action="store_true", help="Keep the project's own dvc.yaml.")
     args = ap.parse_args()
-    seppo_pipeline.serve(
+    pipeline = seppo_pipeline.to_deployment(
         name=args.name,
         parameters={"overrides": {}, "experiment_name": None, "stages": None, "project_dir": args.project_dir,
                     "replan": not args.no_replan},
         description="SePPO pipeline over DVC; overrides (params key -> value) run as a DVC experiment.",
         tags=["seppo"],
     )
+    study = seppo_study.to_deployment(
+        name=args.name,
+        parameters={"project_dir": args.project_dir, "jobs": 0, "only": [], "aggregate_only": False,
+                    "replan": not args.no_replan},
+        description="The ablation study (params.study): variants x seeds as DVC experiments, resumable.",
+        tags=["seppo", "study"],
+    )
+    serve(pipeline, study)
 
 
 if __name__ == "__main__":

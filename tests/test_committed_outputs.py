@@ -79,3 +79,16 @@ def test_report_is_not_stale_against_dvc_lock():
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout or "{}")
     assert "report" not in status, f"report stage is stale: {status.get('report')}"
+
+
+@pytest.mark.skipif(not (ROOT / "reports/study/aggregate.csv").exists(), reason="no committed study")
+def test_study_aggregate_recomputes_from_committed_runs(tmp_path):
+    """The committed study table equals the one recomputed from the committed per-run records."""
+    from seppo.study.aggregate import run_aggregate
+
+    params = load_params(ROOT / "params.yaml")
+    out = Path(params.study.out)
+    shutil.copytree(ROOT / out / "runs", tmp_path / out / "runs")
+    run_aggregate(params, tmp_path)
+    for name in ("aggregate.csv", "aggregate.md", "oracle.csv"):
+        assert (tmp_path / out / name).read_bytes() == (ROOT / out / name).read_bytes(), name

@@ -104,3 +104,24 @@ def test_grids_have_their_own_headings(tmp_path):
     ev = md.index("## Evaluation images: base model vs each round")
     base = md.index("## Base model samples")
     assert ev < md.index("(eval/grid.png)") < base < md.index("(base_model/grid.png)")
+
+
+def test_study_section_only_when_a_study_has_run(tmp_path):
+    from tests.test_study_stats import STUDY, _write_runs
+
+    from seppo.study.aggregate import run_aggregate
+
+    make_tree(tmp_path)
+    params = parse_params({**STUDY, "train": {"rounds": 1}})
+    run_report(params, tmp_path)
+    md = (tmp_path / "reports/report.md").read_text()
+    assert "Study" not in md
+    _write_runs(tmp_path, params, {"none": 0.05, "sign": 0.1})
+    run_report(params, tmp_path)
+    assert (tmp_path / "reports/report.md").read_text() == md  # records but no aggregate yet: unchanged
+    run_aggregate(params, tmp_path)
+    run_report(params, tmp_path)
+    md2 = (tmp_path / "reports/report.md").read_text()
+    assert "## Study (ablation, multi-seed)" in md2 and "| SePPO | 21.57 | sign |" in md2
+    assert "![study_shapeland_utility](study/curves_shapeland_utility.png)" in md2
+    assert (tmp_path / "reports/report.html").read_text().count("data:image/png;base64,") == md2.count("![")

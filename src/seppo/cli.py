@@ -315,6 +315,34 @@ def download_models(
         typer.echo(f"{key}: {value} -> {path}")
 
 
+@app.command()
+def study(
+    params: Path = PARAMS,
+    root: Path = typer.Option(Path("."), help="The DVC project (its pipeline has run: shared stages cached)."),
+    jobs: int = typer.Option(0, help="Experiments at once; 0 = study.jobs (<= 2 on a 2-core machine)."),
+    only: list[str] = typer.Option([], "--only", help="Run only these variants (repeatable)."),
+    aggregate_only: bool = typer.Option(False, "--aggregate-only",
+                                        help="Recompute the aggregate from the per-run records; run nothing."),
+    no_replan: bool = typer.Option(False, "--no-replan", help="Keep the project's dvc.yaml as it is."),
+    print_queue: bool = typer.Option(False, "--print-queue", help="Print `dvc exp run --queue` lines for the "
+                                     "missing runs (for `dvc queue start -j N` on a bigger machine); run nothing."),
+) -> None:
+    """The ablation study: variants x training seeds as DVC experiments (resumable), then the aggregate."""
+    from .study.aggregate import run_aggregate
+    from .study.runner import StudyError, queue_commands, run_study
+
+    p = _params(params if params.is_absolute() else root / params)
+    with _exit_on(StudyError, 1):
+        if print_queue:
+            for line in queue_commands(p, root):
+                typer.echo(line)
+        elif aggregate_only:
+            _show(run_aggregate(p, root))
+        else:
+            _show(run_study(root, p, jobs or None, only or None, replan=not no_replan,
+                            echo=lambda m: typer.echo(m, err=True)))
+
+
 @app.command("check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate a params file and print it with every default filled in."""

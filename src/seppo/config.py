@@ -460,6 +460,63 @@ class OrchestrationConfig(_Section):
                                      "(e.g. tcp://10.0.0.5:8786); null = start a local one.")
 
 
+class StudyVariant(_Section):
+    """One row of the ablation study: a name, a label and the train.* params it overrides."""
+
+    label: str = Field(..., min_length=1, description="Row label in the tables and figures (e.g. 'w/o anchor').")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Dotted train.* params keys -> values, applied as `dvc exp run -S`. "
+        "Only train.* may vary: the shared stages and the evaluation set are the same for every variant; "
+        "train.seed and train.rounds are set by the study itself.")
+    lr: float | None = Field(None, gt=0.0, description="This method's learning rate (train.lr; picked by a "
+                             "one-seed sweep per method and stated in the table); null = train.lr.")
+    n_seeds: int | None = Field(None, ge=1, description="Run only the first N of study.seeds (budget: the "
+                                "strategy rows); null = all seeds. Shown in the table.")
+    train: bool = Field(True, description="false: nothing is trained; the row is theta_0 (the base model), "
+                        "read from round 0 of the runs.")
+    pending: bool = Field(False, description="A placeholder to be decided (e.g. the best robust anchor of "
+                          "Evidence I): listed, validated on the keys that exist, never run.")
+    paper: str | None = Field(None, description="The paper's ablation row this variant answers (a key of "
+                              "seppo.study.report.PAPER_ROWS), or null.")
+
+
+def _default_variants() -> dict[str, StudyVariant]:
+    return {"base": StudyVariant(label="base (theta_0)", train=False)}
+
+
+class StudyConfig(_Section):
+    """The ablation study (`seppo study`): variants x training seeds as DVC experiments, aggregated with CIs."""
+
+    rounds: int = Field(5, ge=1, description="Rounds K of every run (>= 5 so that uniform differs from latest).")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="Training seeds (train.seed): data order, "
+                             "noise, timesteps and reference selection; the same seed gives every variant the "
+                             "same selection sequence. The base model, world and evaluation set are shared.")
+    variants: dict[str, StudyVariant] = Field(
+        default_factory=_default_variants, description="Variant name -> StudyVariant, in table order.")
+    common: dict[str, Any] = Field(
+        default_factory=dict, description="train.* overrides applied to every trained variant before its own: "
+        "the study's cost reductions (e.g. train.ref_samples: per_prompt), stated in the aggregate's header.")
+    target: str = Field("evaluate", description="The DVC stage each experiment reproduces (with its upstream).")
+    jobs: int = Field(1, ge=1, description="Experiments run at once (<= 2 on the 2-core machine; each gets "
+                      "cores / jobs torch threads). More on a cluster.")
+    out: str = Field("reports/study", description="Folder of the per-run records, aggregate table and figures.")
+    compare_to: list[str] = Field([], description="Variants every other is paired against (differences on "
+                                  "the same seed and prompt), e.g. [none, sft]; names of variants.")
+    metrics: list[str] | None = Field(None, description="Scorers in the aggregate; null = all in the records.")
+    n_boot: int = Field(2000, ge=100, description="Two-level bootstrap resamples (seeds, then prompts).")
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+
+    @model_validator(mode="after")
+    def _names(self) -> "StudyConfig":
+        bad = [n for n in self.variants if not n.replace("_", "").replace("-", "").isalnum()]
+        if bad:
+            raise ValueError(f"variant names must be letters, digits, _ or - (got {bad})")
+        missing = [c for c in self.compare_to if c not in self.variants]
+        if missing:
+            raise ValueError(f"compare_to names unknown variants {missing}; variants: {sorted(self.variants)}")
+        return self
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -477,6 +534,7 @@ class Params(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description=EvaluateConfig.__doc__)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig,
                                                description=OrchestrationConfig.__doc__)
+    study: StudyConfig = Field(default_factory=StudyConfig, description=StudyConfig.__doc__)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
@@ -515,9 +573,69 @@ def _format(err: ValidationError, source: str) -> str:
 def parse_params(data: dict[str, Any] | None, source: str = "<params>") -> Params:
     """Validate a params mapping; raise ConfigError naming ``source`` and each bad key."""
     try:
-        return Params.model_validate(data or {})
+        params = Params.model_validate(data or {})
     except ValidationError as err:
         raise ConfigError(_format(err, source)) from None
+    _check_variants(params, source)
+    return params
+
+
+STUDY_OWNED = ("train.seed", "train.rounds")
+
+
+def variant_params(params: Params, variant: StudyVariant, seed: int, rounds: int) -> dict[str, Any]:
+    """The dotted train.* overrides of one study run: the variant's, its lr, the seed and the rounds."""
+    over = dict(params.study.common) | dict(variant.overrides)
+    if variant.lr is not None:
+        over["train.lr"] = variant.lr
+    over["train.seed"], over["train.rounds"] = seed, rounds
+    return over
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a params mapping with dotted keys set (as `dvc exp run -S key=value`)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for key, value in overrides.items():
+        cur = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            cur = cur.setdefault(part, {})
+        cur[leaf] = value
+    return out
+
+
+def _check_variants(params: Params, source: str) -> None:
+    """Every trained variant's overrides (study.common, then its own) applied to the params must validate,
+    or fail with the dotted key."""
+    base = params.model_dump(exclude={"study"})
+    rule = (f"may override only train.* keys other than {', '.join(STUDY_OWNED)} (shared stages, the evaluation "
+            "set, seeds and rounds are the study's)")
+    bad = {k for k in params.study.common if not k.startswith("train.") or k in STUDY_OWNED}
+    lines = [f"  study.common.{k}: the study {rule}" for k in sorted(bad)]
+    for name, v in params.study.variants.items():
+        where = f"study.variants.{name}.overrides"
+        own_bad = [k for k in v.overrides if not k.startswith("train.") or k in STUDY_OWNED]
+        lines += [f"  {where}.{k}: a variant {rule}" for k in own_bad]
+        if not v.train:
+            continue
+        over = {k: x for k, x in variant_params(params, v, params.study.seeds[0], params.study.rounds).items()
+                if k not in bad and k not in own_bad}
+        if v.pending:  # a placeholder may name keys another branch is adding: check the ones that exist
+            over = {k: x for k, x in over.items() if k.split(".", 1)[-1] in TrainConfig.model_fields}
+        try:
+            Params.model_validate(apply_overrides(base, over))
+        except ValidationError as err:
+            for e in err.errors():
+                key = ".".join(str(p) for p in e["loc"]) or "<root>"
+                got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # not a whole section
+                what = ("unknown key; allowed keys here: " + _allowed(Params, e["loc"])
+                        if e["type"] == "extra_forbidden" else f"{e['msg']}{got}")
+                lines.append(f"  {where}.{key}: {what}" + (" (study.common applied first)" if params.study.common
+                                                           else ""))
+    if lines:
+        raise ConfigError("\n".join([f"{source}: invalid study variants"] + lines))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -129,11 +129,14 @@ def build(params: Params) -> dict:
         "metrics": _metrics("reports/metrics/eval.json")}
     st["report"] = {
         "cmd": "seppo report",
-        "deps": ["reports/eval", "reports/base_model", "src/seppo/reports"]
+        "deps": ["reports/eval", "reports/base_model", "src/seppo/reports", "src/seppo/study/report.py"]
         + [f"reports/metrics/{m}.json" for m in ("world", "ingest", "validate", "cache", "eval")]
         + (["reports/metrics/scorer_model.json"] if params.scorer_model.enabled else [])
-        + [f"runs/round_{k}/live" for k in range(1, K + 1)],
-        "params": ["train", "evaluate", "base_model"],
+        + [f"runs/round_{k}/live" for k in range(1, K + 1)]
+        # the Study section appears once `seppo study` has written its aggregate (committed with the runs)
+        + ([f"{params.study.out}/aggregate.csv"] if Path(params.study.out, "aggregate.csv").exists() else []),
+        "params": ["train", "evaluate", "base_model"] + (["study"] if Path(params.study.out, "aggregate.csv").exists()
+                                                          else []),
         "outs": [{"reports/report.md": dict(NOT_CACHED)}, {"reports/report.html": dict(NOT_CACHED)},
                  {"reports/figures": dict(NOT_CACHED)}]}
     return {"stages": st, "plots": _plots(params)}

@@ -1,7 +1,7 @@
 """The report stage: Markdown + self-contained HTML, regenerated from tracked outputs only.
 
 Inputs: reports/metrics/*.json, reports/eval/{summary.csv, grid.png}, reports/base_model/grid.png,
-runs/round_k/live/plots/metrics/train/*.tsv and the params. No clock, no host name, no random
+runs/round_k/live/plots/metrics/train/*.tsv, the params, and reports/study/ when a study has run. No clock, no host name, no random
 draw: the same inputs give the same bytes (a test checks it).
 """
 
@@ -205,6 +205,9 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
         md += ["", "Wall-clock throughput and peak memory of each round are in `runs/round_k/timing.json` "
                "(`dvc metrics show`): they vary between runs, so nothing, this report included, depends on them.", ""]
         md += _anchor_section(rounds)
+    from ..study.report import study_section
+
+    md += study_section(params, root)  # only when reports/study/ holds runs: otherwise the report is unchanged
     md += ["## Evaluation curves", "",
            "One figure per scorer, each on its own scale: mean over prompts and seeds per checkpoint, "
            "with its 95% bootstrap CI band.", ""]

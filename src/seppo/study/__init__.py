@@ -1,0 +1,1 @@
+"""The ablation study: variants x training seeds as DVC experiments, two-level bootstrap statistics."""

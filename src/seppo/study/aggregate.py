@@ -1,0 +1,218 @@
+"""The study's aggregate, recomputed from the per-run records only (reports/study/runs/*.json).
+
+Outputs (under study.out, default reports/study/)
+  aggregate.csv     per variant, scorer and round: mean, two-level 95% CI, the prompt-only CI,
+                    win rate vs base, paired differences vs each study.compare_to variant
+  aggregate.md      the same, final round, as Markdown
+  oracle.csv        per variant and round: the mean over seeds of every round metric that describes
+                    the anchor (flip rates, oracle and anchor diagnostics when the trainer writes them)
+  curves_<scorer>.png   per-round means with 95% CI bands, one line per variant
+Nothing here reads a clock or a host: the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Params
+from ..io_utils import atomic_path
+from .records import load_records, per_prompt_matrix
+from .stats import paired_difference, prompt_only_ci, two_level_bootstrap
+
+# round-metric keys that describe the anchor; the oracle ones appear once the trainer writes them
+ORACLE_KEYS = ("mean_flip_rate", "mean_implicit_acc", "oracle_flip_rate", "anchor_flip_rate", "anchor_accuracy",
+               "anchor_auc", "mean_d_w", "mean_d_r")
+FIG_DPI = 100
+
+
+def _ckpt(k: int) -> str:
+    return "base" if k == 0 else f"round_{k}"
+
+
+def _by_variant(params: Params, records: list[dict]) -> dict[str, list[dict]]:
+    order = list(params.study.variants)
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r["variant"], []).append(r)
+    return {v: groups[v] for v in sorted(groups, key=lambda v: (order.index(v) if v in order else len(order), v))}
+
+
+def aggregate(params: Params, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table, oracle) DataFrames from the records; deterministic (seeded bootstrap)."""
+    st = params.study
+    groups = _by_variant(params, records)
+    rows, orows = [], []
+    if not groups:
+        return pd.DataFrame(), pd.DataFrame()
+    any_rec = next(iter(groups.values()))[0]
+    metrics = st.metrics or sorted(any_rec["checkpoints"].get("base", {}))
+    rounds = max(int(k.rsplit("_", 1)[1]) for r in records for k in r["checkpoints"] if k != "base")
+    base_variants = [n for n, v in st.variants.items() if not v.train]
+    for metric in metrics:
+        # theta_0 is shared by every run: one row (its per-prompt values are identical across runs)
+        for name in base_variants:
+            got = per_prompt_matrix([any_rec], "base", metric)
+            if got is not None:
+                e = two_level_bootstrap(got[1], st.n_boot, st.seed)
+                plo, phi = prompt_only_ci(got[1], st.n_boot, st.seed)
+                rows.append({"variant": name, "label": st.variants[name].label, "metric": metric, "round": 0,
+                             "seeds": "shared", "n_seeds": 1, "n_prompts": e.n_prompts, "lr": None,
+                             "mean": e.mean, "ci_low": e.lo, "ci_high": e.hi, "prompt_ci_low": plo,
+                             "prompt_ci_high": phi})
+        for variant, recs in groups.items():
+            v = st.variants.get(variant)
+            for k in range(1, rounds + 1):
+                got = per_prompt_matrix(recs, _ckpt(k), metric)
+                if got is None:
+                    continue
+                seeds, x = got
+                e = two_level_bootstrap(x, st.n_boot, st.seed)
+                plo, phi = prompt_only_ci(x, st.n_boot, st.seed)
+                lr = recs[0]["overrides"].get("train.lr", params.train.lr)
+                row = {"variant": variant, "label": v.label if v else recs[0].get("label", variant),
+                       "metric": metric, "round": k, "seeds": " ".join(map(str, seeds)), "n_seeds": len(seeds),
+                       "n_prompts": e.n_prompts, "lr": lr, "mean": e.mean, "ci_low": e.lo, "ci_high": e.hi,
+                       "prompt_ci_low": plo, "prompt_ci_high": phi}
+                win = per_prompt_matrix(recs, _ckpt(k), metric, "win_vs_base")
+                if win is not None:
+                    w = two_level_bootstrap(win[1], st.n_boot, st.seed)
+                    row.update(win_rate_vs_base=w.mean, win_ci_low=w.lo, win_ci_high=w.hi)
+                for ref in st.compare_to:
+                    if ref == variant or ref not in groups:
+                        continue
+                    other = per_prompt_matrix(groups[ref], _ckpt(k), metric)
+                    if other is None:
+                        continue
+                    common = sorted(set(seeds) & set(other[0]))
+                    if not common:
+                        continue
+                    a = x[[seeds.index(s) for s in common]]
+                    b = other[1][[other[0].index(s) for s in common]]
+                    d = paired_difference(a, b, st.n_boot, st.seed)
+                    row.update({f"diff_vs_{ref}": d.mean, f"diff_vs_{ref}_ci_low": d.lo,
+                                f"diff_vs_{ref}_ci_high": d.hi, f"diff_vs_{ref}_seeds": len(common)})
+                rows.append(row)
+    for variant, recs in groups.items():
+        for k in range(1, rounds + 1):
+            vals: dict[str, list[float]] = {}
+            for r in recs:
+                for key, val in (r.get("round_metrics", {}).get(str(k)) or {}).items():
+                    if (key in ORACLE_KEYS or key.startswith(("oracle_", "anchor_", "d_w", "d_r"))) \
+                            and isinstance(val, (int, float)) and not isinstance(val, bool):
+                        vals.setdefault(key, []).append(float(val))
+            if vals:
+                orows.append({"variant": variant, "round": k, "n_seeds": len(recs),
+                              **{key: float(np.mean(v)) for key, v in sorted(vals.items())}})
+    return pd.DataFrame(rows), pd.DataFrame(orows)
+
+
+def _f(x, nd=3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _ci(r, lo: str, hi: str, nd=3) -> str:
+    a, b = r.get(lo), r.get(hi)
+    return "" if a is None or pd.isna(a) else f"[{_f(a, nd)}, {_f(b, nd)}]"
+
+
+def table_markdown(params: Params, table: pd.DataFrame) -> list[str]:
+    """Final-round rows per scorer (plus theta_0), with CIs and paired differences."""
+    if table.empty:
+        return []
+    st = params.study
+    K = int(table["round"].max())
+    refs = [c for c in st.compare_to if f"diff_vs_{c}" in table.columns]
+    md = []
+    for metric, g in table.groupby("metric", sort=True):
+        g = g[(g["round"] == K) | (g["round"] == 0)]
+        head = ["variant", "seeds", "lr", "mean", "95% CI (seeds x prompts)", "95% CI (prompts only)",
+                "win rate vs base", "95% CI"] + [x for c in refs for x in (f"- {c}", "95% CI")]
+        md += [f"**{metric}**, round {K} (round 0 = theta_0):", "", "| " + " | ".join(head) + " |",
+               "|" + "---|" * len(head)]
+        for r in g.to_dict("records"):
+            cells = [r["label"], f"{r['seeds']}", _f(r.get("lr"), 6) if r.get("lr") else "",
+                     _f(r["mean"]), _ci(r, "ci_low", "ci_high"), _ci(r, "prompt_ci_low", "prompt_ci_high"),
+                     _f(r.get("win_rate_vs_base")) if not pd.isna(r.get("win_rate_vs_base", np.nan)) else "",
+                     _ci(r, "win_ci_low", "win_ci_high")]
+            for c in refs:
+                d = r.get(f"diff_vs_{c}")
+                cells += ["" if d is None or pd.isna(d) else f"{d:+.3f}", _ci(r, f"diff_vs_{c}_ci_low",
+                                                                             f"diff_vs_{c}_ci_high")]
+            md.append("| " + " | ".join(cells) + " |")
+        md.append("")
+    return md
+
+
+def oracle_markdown(oracle: pd.DataFrame) -> list[str]:
+    if oracle.empty:
+        return []
+    cols = [c for c in oracle.columns if c not in ("variant", "round", "n_seeds")]
+    md = ["| variant | round | seeds | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
+    for r in oracle.to_dict("records"):
+        md.append(f"| {r['variant']} | {r['round']} | {r['n_seeds']} | "
+                  + " | ".join(_f(r.get(c)) for c in cols) + " |")
+    return md + [""]
+
+
+def curves(table: pd.DataFrame, out: Path) -> list[Path]:
+    """Per-round mean and 95% CI band per variant, one figure per scorer (deterministic bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    if table.empty:
+        return paths
+    cmap = plt.get_cmap("tab20")
+    for metric, g in table.groupby("metric", sort=True):
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        base = g[g["round"] == 0]
+        for i, (variant, h) in enumerate(g[g["round"] > 0].groupby("variant", sort=False)):
+            h = pd.concat([base[["round", "mean", "ci_low", "ci_high"]], h]).sort_values("round")
+            color = cmap(i % 20)
+            ax.plot(h["round"], h["mean"], marker="o", ms=3, lw=1.2, color=color,
+                    label=f"{g[g.variant == variant].label.iloc[0]} (n={int(h['n_seeds'].max())})"
+                    if "n_seeds" in h else variant)
+            ax.fill_between(h["round"], h["ci_low"], h["ci_high"], alpha=0.15, color=color, lw=0)
+        ax.set_xlabel("round (0 = base model)")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric}: mean over seeds and prompts, 95% two-level CI", fontsize=9)
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        p = out / f"curves_{metric}.png"
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format="png", dpi=FIG_DPI, metadata={"Software": None})
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
+    """Recompute aggregate.{csv,md}, oracle.csv and the curves from the records under study.out."""
+    out = Path(root) / params.study.out
+    records = load_records(out) if (out / "runs").is_dir() else []
+    if not records:
+        return {"records": 0}
+    table, oracle = aggregate(params, records)
+    with atomic_path(out / "aggregate.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(out / "oracle.csv") as tmp:
+        oracle.to_csv(tmp, index=False, float_format="%.6f")
+    st = params.study
+    md = ["# Ablation study (`seppo study`)", "",
+          f"{len(records)} runs; {st.rounds} rounds; training seeds {st.seeds} (train.seed: data order, noise, "
+          "timesteps, reference selection; world, base model and evaluation set shared). Mean over seeds and "
+          f"prompts; 95% CIs from a two-level bootstrap ({st.n_boot} resamples: seeds, then prompts within "
+          "each); differences paired on seed and prompt.",
+          "", "Overrides of every trained variant (the study's cost reductions): "
+          + (", ".join(f"`{k}={v}`" for k, v in sorted(st.common.items())) or "none") + ".", ""]
+    md += table_markdown(params, table) + ["## Anchor and oracle diagnostics (mean over seeds)", ""]
+    md += oracle_markdown(oracle)
+    with atomic_path(out / "aggregate.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    figs = curves(table, out)
+    return {"records": len(records), "rows": len(table), "figures": [str(p.relative_to(root)) for p in figs]}

@@ -1,0 +1,132 @@
+"""The study's runs and their per-run records (reports/study/runs/<variant>__seed<k>.json).
+
+A record is small and self-sufficient: the overrides, a hash of the effective params, and for every
+checkpoint (base, round_1..K) and scorer the per-prompt means over the evaluation's sampling seeds
+and the per-prompt win share against the base model, plus every round's metrics
+(reports/metrics/round_k.json, with the oracle keys when the trainer writes them). The two-level
+bootstrap resamples exactly these per-prompt values, so the aggregate is recomputable from the
+committed records alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Params, apply_overrides, parse_params, variant_params
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    seed: int
+    overrides: dict[str, Any] = field(hash=False)
+    params_hash: str
+
+    @property
+    def name(self) -> str:
+        """The DVC experiment name and the record's file stem."""
+        return f"{self.variant}__seed{self.seed}"
+
+
+def effective_hash(params: Params, overrides: dict[str, Any]) -> str:
+    """sha256 of every param a run depends on (all sections but study/orchestration, overrides applied)."""
+    data = apply_overrides(params.model_dump(exclude={"study", "orchestration"}), overrides)
+    eff = parse_params(data).model_dump(exclude={"study", "orchestration"})
+    return hashlib.sha256(json.dumps(eff, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_runs(params: Params) -> list[Run]:
+    """Variants x seeds in table order; pending and non-training variants are not run."""
+    st = params.study
+    runs = []
+    for name, v in st.variants.items():
+        if v.pending or not v.train:
+            continue
+        for seed in st.seeds[: v.n_seeds or len(st.seeds)]:
+            over = variant_params(params, v, seed, st.rounds)
+            runs.append(Run(name, seed, over, effective_hash(params, over)))
+    return runs
+
+
+def record_path(out: Path, run: Run) -> Path:
+    return out / "runs" / f"{run.name}.json"
+
+
+def is_done(out: Path, run: Run) -> bool:
+    """A finished run: its record exists and was made with the same effective params."""
+    p = record_path(out, run)
+    if not p.exists():
+        return False
+    try:
+        return json.loads(p.read_text()).get("params_hash") == run.params_hash
+    except json.JSONDecodeError:
+        return False
+
+
+def _r6(x) -> list[float]:
+    return [round(float(v), 8) for v in x]
+
+
+def build_record(run: Run, label: str, scores: pd.DataFrame, round_metrics: dict[int, dict],
+                 experiment: dict[str, Any]) -> dict:
+    """The per-run record from the evaluate stage's tidy scores (checkpoint, prompt_id, seed, metric, value)."""
+    need = {"checkpoint", "prompt_id", "seed", "metric", "value"}
+    if not need <= set(scores.columns):
+        raise ValueError(f"scores table lacks columns {sorted(need - set(scores.columns))}")
+    prompt_ids = sorted(scores.prompt_id.unique().tolist())
+    ckpts: dict[str, dict] = {}
+    for (ckpt, metric), g in scores.groupby(["checkpoint", "metric"], sort=True):
+        wide = g.pivot(index="prompt_id", columns="seed", values="value").reindex(prompt_ids)
+        if wide.isna().any().any():
+            raise ValueError(f"{run.name}: {ckpt}/{metric} lacks some (prompt, seed) scores")
+        entry = {"mean": round(float(wide.to_numpy().mean()), 8), "per_prompt": _r6(wide.mean(axis=1))}
+        base = scores[(scores.checkpoint == "base") & (scores.metric == metric)]
+        if ckpt != "base" and len(base):
+            bw = base.pivot(index="prompt_id", columns="seed", values="value").reindex(prompt_ids)[wide.columns]
+            a, b = wide.to_numpy(), bw.to_numpy()
+            entry["win_vs_base"] = _r6(((a > b) + 0.5 * (a == b)).mean(axis=1))
+        ckpts.setdefault(ckpt, {})[metric] = entry
+    return {"version": RECORD_VERSION, "variant": run.variant, "label": label, "seed": run.seed,
+            "overrides": run.overrides, "params_hash": run.params_hash, "experiment": experiment,
+            "eval_seeds": sorted(int(s) for s in scores.seed.unique()), "prompt_ids": prompt_ids,
+            "checkpoints": ckpts, "round_metrics": {str(k): round_metrics[k] for k in sorted(round_metrics)}}
+
+
+def load_records(out: Path) -> list[dict]:
+    """Every record under out/runs, sorted by file name; a malformed one fails with its path."""
+    recs = []
+    for p in sorted((out / "runs").glob("*.json")):
+        try:
+            r = json.loads(p.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p}: not valid JSON ({err})") from None
+        for key in ("variant", "seed", "prompt_ids", "checkpoints"):
+            if key not in r:
+                raise ValueError(f"{p}: record lacks '{key}'")
+        recs.append(r)
+    return recs
+
+
+def per_prompt_matrix(records: list[dict], checkpoint: str, metric: str, key: str = "per_prompt"
+                      ) -> tuple[list[int], np.ndarray] | None:
+    """(seeds, x[seed, prompt]) of one variant's records at one checkpoint; None if absent anywhere."""
+    rows, seeds = [], []
+    ids = records[0]["prompt_ids"] if records else []
+    for r in sorted(records, key=lambda r: r["seed"]):
+        e = r["checkpoints"].get(checkpoint, {}).get(metric)
+        if e is None or key not in e:
+            return None
+        if r["prompt_ids"] != ids:
+            raise ValueError(f"{r['variant']} seed {r['seed']}: prompts differ from the other runs")
+        rows.append(e[key])
+        seeds.append(r["seed"])
+    return (seeds, np.asarray(rows, dtype=float)) if rows else None

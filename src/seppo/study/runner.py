@@ -1,0 +1,239 @@
+"""`seppo study`: every (variant, training seed) of params.study as a DVC experiment, resumable.
+
+Each run is `dvc exp run --temp --name <variant>__seed<k> -S train.*=... <target>`: DVC copies the
+workspace into a temporary folder, checks the outputs of unchanged stages out of the cache and
+skips them (world, base_model, ingest, validate, cache, scorer_model and eval_base are computed
+once, in the workspace's `dvc repro`), runs the rounds and the evaluation, and stores the result
+as an experiment ref (`dvc exp show`). The record is then read from that experiment's commit
+(`git show <ref>:reports/eval/scores.parquet`, reports/metrics/round_k.json) and written to
+reports/study/runs/<variant>__seed<k>.json. A run whose record exists with the same params hash
+is skipped, so a killed study, re-run, finishes only what is missing.
+
+At most ``study.jobs`` experiments run at once (DVC allows concurrent --temp runs: each has its
+own folder; the cache is shared); each gets cpu_count / jobs torch threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import Params, parse_params
+from ..io_utils import atomic_path, write_json
+from .records import Run, build_record, is_done, plan_runs, record_path
+
+DVC_YAML_BACKUP = ".dvc/tmp/seppo-study-dvc.yaml.orig"
+
+
+class StudyError(RuntimeError):
+    """A run that failed; the message names the run, the command and where its log is."""
+
+
+def _bin(name: str) -> str:
+    cand = Path(sys.executable).parent / name
+    return str(cand) if cand.exists() else name
+
+
+def _git(root: Path, *args: str, text: bool = True) -> Any:
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=text)
+    if out.returncode != 0:
+        raise StudyError(f"git {' '.join(args)} failed in {root}: {out.stderr}")
+    return out.stdout
+
+
+def _set_value(v: Any) -> str:
+    """A `-S key=value` value: strings as they are, everything else as JSON (DVC parses both)."""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def exp_command(run: Run, target: str, mode: str = "--temp") -> list[str]:
+    """The run's `dvc exp run`; mode --queue for DVC's queue (`dvc queue start -j N` on more workers)."""
+    # no --force: for `exp run` it also means "reproduce unchanged stages", which would redo the shared ones
+    cmd = [_bin("dvc"), "exp", "run", mode, "--name", run.name]
+    for k, v in sorted(run.overrides.items()):
+        # ++ (hydra's add-or-override): plain `-S k=v` fails when params.yaml does not list k (a default)
+        cmd += ["-S", f"++{k}={_set_value(v)}"]
+    return cmd + [target]
+
+
+@contextlib.contextmanager
+def planned_rounds(root: Path, params: Params, rounds: int, replan: bool) -> Iterator[None]:
+    """dvc.yaml planned for the study's rounds while the study runs; the original restored afterwards.
+
+    The original is backed up once under .dvc/tmp (ignored by git): a study killed here leaves the
+    backup, and the re-run restores from it, never from the study's own plan.
+    """
+    from ..dvc_plan import render
+
+    if not replan:
+        yield
+        return
+    dvc_yaml, backup = root / "dvc.yaml", root / DVC_YAML_BACKUP
+    data = parse_params(params.model_dump() | {"train": params.train.model_dump() | {"rounds": rounds}})
+    text = render(data)
+    if not backup.exists() and dvc_yaml.exists():
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(backup) as tmp:
+            tmp.write_bytes(dvc_yaml.read_bytes())
+    if not dvc_yaml.exists() or dvc_yaml.read_text() != text:
+        with atomic_path(dvc_yaml) as tmp:
+            tmp.write_text(text)
+    try:
+        yield
+    finally:
+        if backup.exists():
+            with atomic_path(dvc_yaml) as tmp:
+                tmp.write_bytes(backup.read_bytes())
+            backup.unlink()
+
+
+def _experiment_rev(root: Path, name: str) -> str:
+    head = _git(root, "rev-parse", "HEAD").strip()
+    return _git(root, "rev-parse", f"refs/exps/{head[:2]}/{head[2:]}/{name}").strip()
+
+
+def finished_experiment(root: Path, run: Run) -> str | None:
+    """The rev of an experiment named like the run, on this baseline, made with the same params; else None.
+
+    This collects runs that finished without a record (killed in between) and runs queued elsewhere
+    (`dvc exp run --queue --name <variant>__seed<k>` on more workers) instead of running them again.
+    """
+    import yaml
+
+    from .records import effective_hash
+
+    try:
+        rev = _experiment_rev(root, run.name)
+    except StudyError:
+        return None
+    raw = _read_at(root, rev, "params.yaml")
+    try:
+        made_with = parse_params(yaml.safe_load(raw or b"") or {})
+    except Exception:  # noqa: BLE001 - params another version of the code wrote: not this run
+        return None
+    return rev if effective_hash(made_with, {}) == run.params_hash else None
+
+
+def _drop_stale_experiment(root: Path, name: str, env: dict) -> None:
+    """An experiment of this name made with other params is removed, so that the new one can take the name."""
+    try:
+        _experiment_rev(root, name)
+    except StudyError:
+        return
+    subprocess.run([_bin("dvc"), "exp", "remove", name], cwd=root, env=env, capture_output=True, check=True)
+
+
+def _read_at(root: Path, rev: str, path: str) -> bytes | None:
+    out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True)
+    return out.stdout if out.returncode == 0 else None
+
+
+def collect(root: Path, run: Run, label: str, rounds: int, rev: str, wall_s: float | None) -> dict:
+    """The record of a finished experiment, read from its commit."""
+    raw = _read_at(root, rev, "reports/eval/scores.parquet")
+    if raw is None:
+        raise StudyError(f"{run.name}: experiment {rev[:10]} has no reports/eval/scores.parquet")
+    scores = pd.read_parquet(io.BytesIO(raw))
+    rm = {}
+    for k in range(1, rounds + 1):
+        b = _read_at(root, rev, f"reports/metrics/round_{k}.json")
+        if b is not None:
+            rm[k] = json.loads(b)
+    exp = {"name": run.name, "rev": rev, "wall_s": None if wall_s is None else round(wall_s, 1)}
+    return build_record(run, label, scores, rm, exp)
+
+
+def _execute(root: Path, run: Run, target: str, threads: int | None, log_dir: Path) -> float:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log = log_dir / f"{run.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = exp_command(run, target)
+    _drop_stale_experiment(root, run.name, env)
+    t0 = time.monotonic()
+    with log.open("w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = log.read_text()[-1500:]
+        raise StudyError(f"{run.name}: `{' '.join(cmd[1:4])} ...` exited {proc.returncode}; log {log}:\n{tail}")
+    return time.monotonic() - t0
+
+
+def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | None = None,
+              only: list[str] | None = None, replan: bool = True,
+              echo: Callable[[str], None] = print) -> dict:
+    """Run what is missing of the matrix, then aggregate. Returns what ran, what was skipped."""
+    from .aggregate import run_aggregate
+    from ..config import load_params
+
+    root = Path(root).resolve()
+    params = params or load_params(root / "params.yaml")
+    st = params.study
+    out = root / st.out
+    runs = [r for r in plan_runs(params) if not only or r.variant in only]
+    unknown = sorted(set(only or []) - set(st.variants))
+    if unknown:
+        raise StudyError(f"--only names unknown variants {unknown}; variants: {sorted(st.variants)}")
+    todo = [r for r in runs if not is_done(out, r)]
+    skipped = [r.name for r in runs if r not in todo]
+    echo(f"study: {len(runs)} runs, {len(skipped)} already done, {len(todo)} to run, jobs {jobs or st.jobs}")
+    jobs = jobs or st.jobs
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    log_dir = root / ".dvc" / "tmp" / "study-logs"
+
+    def one(run: Run) -> str:
+        rev, wall = finished_experiment(root, run), None
+        if rev:
+            echo(f"study: {run.name} collected from finished experiment {rev[:10]}")
+        else:
+            echo(f"study: {run.name} started")
+            wall = _execute(root, run, st.target, threads, log_dir)
+            rev = _experiment_rev(root, run.name)
+        rec = collect(root, run, st.variants[run.variant].label, st.rounds, rev, wall)
+        write_json(record_path(out, run), rec)
+        echo(f"study: {run.name} recorded" + (f" ({wall:.0f} s)" if wall else ""))
+        return run.name
+
+    done: list[str] = []
+    failed: list[str] = []
+    if todo:
+        # a failing run does not stop the others (their records are kept); all failures are raised at the end
+        with planned_rounds(root, params, st.rounds, replan), ThreadPoolExecutor(jobs) as pool:
+            futures = [(r, pool.submit(one, r)) for r in todo]
+            for r, f in futures:
+                try:
+                    done.append(f.result())
+                except Exception as err:  # noqa: BLE001 - reported with the run's name below
+                    failed.append(f"{r.name}: {err}")
+    agg = run_aggregate(params, root)
+    if failed:
+        raise StudyError(f"{len(failed)} of {len(todo)} runs failed (re-run `seppo study` to retry only "
+                         "them):\n" + "\n".join(failed))
+    return {"ran": done, "skipped": skipped, **agg}
+
+
+def queue_commands(params: Params, root: Path = Path(".")) -> list[str]:
+    """Shell lines that queue the missing runs in DVC's experiment queue instead of running them here.
+
+    For a machine with more workers: run them (after `seppo plan --set train.rounds=<study.rounds>`),
+    `dvc queue start -j N`, then `seppo study` collects the finished experiments without re-running them.
+    """
+    import shlex
+
+    out = Path(root) / params.study.out
+    return [" ".join(shlex.quote(c) for c in ["dvc", *exp_command(r, params.study.target, "--queue")[1:]])
+            for r in plan_runs(params) if not is_done(out, r)]

@@ -1,0 +1,226 @@
+"""The study's statistics on synthetic per-run metrics with known answers, and the aggregate built on them."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seppo.config import ConfigError, parse_params
+from seppo.study.aggregate import aggregate, run_aggregate
+from seppo.study.records import Run, build_record, effective_hash, is_done, plan_runs, record_path
+from seppo.study.stats import paired_difference, prompt_only_ci, two_level_bootstrap
+
+B = 2000
+
+
+def test_constant_matrix_gives_an_exact_interval():
+    e = two_level_bootstrap(np.full((3, 20), 0.25), B, 0)
+    assert (e.mean, e.lo, e.hi, e.n_seeds, e.n_prompts) == (0.25, 0.25, 0.25, 3, 20)
+
+
+def test_known_paired_difference_is_recovered_exactly():
+    rng = np.random.default_rng(1)
+    y = rng.normal(0.5, 0.2, (3, 40))  # noisy per prompt and seed, but the shift is exactly 0.1 everywhere
+    d = paired_difference(y + 0.1, y, B, 0)
+    assert d.mean == pytest.approx(0.1, abs=1e-12)
+    assert d.lo == pytest.approx(0.1, abs=1e-12) and d.hi == pytest.approx(0.1, abs=1e-12)
+    # unpaired, the same data would give a wide interval: pairing is what removes the prompt noise
+    wide = two_level_bootstrap(y + 0.1, B, 0)
+    assert wide.hi - wide.lo > 0.05
+
+
+def test_seed_level_variance_widens_the_ci_against_one_level():
+    rng = np.random.default_rng(2)
+    prompts = rng.normal(0, 0.05, 50)
+    x = prompts[None, :] + np.array([-0.1, 0.0, 0.1, 0.05, -0.05])[:, None]  # training seeds disagree
+    e = two_level_bootstrap(x, B, 0)
+    lo1, hi1 = prompt_only_ci(x, B, 0)
+    assert (e.hi - e.lo) > 3 * (hi1 - lo1)
+    assert e.lo < e.mean < e.hi and lo1 < x.mean() < hi1
+
+
+def test_one_seed_two_level_matches_scipy_one_level():
+    x = np.random.default_rng(3).normal(0, 1, (1, 200))
+    e = two_level_bootstrap(x, 4000, 0)
+    lo1, hi1 = prompt_only_ci(x, 4000, 0)
+    se = x.std() / np.sqrt(200)
+    assert abs(e.lo - lo1) < 0.25 * se and abs(e.hi - hi1) < 0.25 * se  # same estimator, different draws
+
+
+def test_bootstrap_is_seeded_and_checks_shapes():
+    x = np.random.default_rng(4).normal(size=(3, 10))
+    assert two_level_bootstrap(x, 500, 7) == two_level_bootstrap(x, 500, 7)
+    assert two_level_bootstrap(x, 500, 7) != two_level_bootstrap(x, 500, 8)
+    with pytest.raises(ValueError, match="same seeds and prompts"):
+        paired_difference(x, x[:2], 100, 0)
+    with pytest.raises(ValueError, match="non-finite"):
+        two_level_bootstrap(np.array([[1.0, np.nan]]), 100, 0)
+
+
+STUDY = {"train": {"updates_per_round": 2},
+         "study": {"rounds": 2, "seeds": [0, 1, 2], "n_boot": 500, "compare_to": ["none"],
+                   "variants": {"base": {"label": "base", "train": False},
+                                "none": {"label": "w/o anchor", "overrides": {"train.criterion": "none"}},
+                                "sign": {"label": "sign", "overrides": {"train.criterion": "sign"}, "lr": 3e-4,
+                                         "n_seeds": 2, "paper": "seppo"},
+                                "robust": {"label": "robust", "pending": True,
+                                           "overrides": {"train.anchor_draws": 16}}}}}
+
+
+def test_matrix_plans_seeds_lr_and_skips_pending_and_base():
+    p = parse_params(STUDY)
+    runs = plan_runs(p)
+    assert [r.name for r in runs] == ["none__seed0", "none__seed1", "none__seed2", "sign__seed0", "sign__seed1"]
+    assert runs[3].overrides == {"train.criterion": "sign", "train.lr": 3e-4, "train.seed": 0, "train.rounds": 2}
+    assert len({r.params_hash for r in runs}) == 5
+    assert effective_hash(p, runs[0].overrides) == runs[0].params_hash
+    # a param every run reads changes every hash; the study's own section does not
+    p2 = parse_params({**STUDY, "train": {"updates_per_round": 3}})
+    p3 = parse_params({**STUDY, "study": {**STUDY["study"], "n_boot": 900}})
+    assert plan_runs(p2)[0].params_hash != runs[0].params_hash
+    assert plan_runs(p3)[0].params_hash == runs[0].params_hash
+
+
+def test_unknown_variant_key_fails_at_load_with_the_dotted_key():
+    bad = json.loads(json.dumps(STUDY))
+    bad["study"]["variants"]["sign"]["overrides"]["train.critrion"] = "sign"
+    with pytest.raises(ConfigError, match=r"study\.variants\.sign\.overrides\.train\.critrion: unknown key"):
+        parse_params(bad, "p.yaml")
+    bad = json.loads(json.dumps(STUDY))
+    bad["study"]["variants"]["none"]["overrides"]["world.seed"] = 3
+    with pytest.raises(ConfigError, match=r"study\.variants\.none\.overrides\.world\.seed: a variant may override"):
+        parse_params(bad)
+    bad = json.loads(json.dumps(STUDY))
+    bad["study"]["variants"]["robust"]["overrides"]["train.criterion"] = "nope"  # known keys of pending are checked
+    with pytest.raises(ConfigError, match=r"study\.variants\.robust\.overrides\.train\.criterion: Input should be"):
+        parse_params(bad)
+    bad = json.loads(json.dumps(STUDY))
+    bad["study"]["compare_to"] = ["sft"]
+    with pytest.raises(ConfigError, match="compare_to names unknown variants"):
+        parse_params(bad)
+
+
+def _scores(values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A tidy scores table: checkpoint -> (prompts, eval seeds) values of one metric."""
+    rows = []
+    for ckpt, v in values.items():
+        for p in range(v.shape[0]):
+            for s in range(v.shape[1]):
+                rows.append({"checkpoint": ckpt, "round": 0 if ckpt == "base" else int(ckpt[-1]),
+                             "prompt_id": f"eval-{p:04d}", "seed": s, "metric": "shapeland_utility",
+                             "value": float(v[p, s])})
+    return pd.DataFrame(rows)
+
+
+def _write_runs(tmp_path, p, shift):
+    """Records whose round_k = base + shift[variant] * k + seed offset (seed offsets identical across variants)."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, (12, 2))
+    for run in plan_runs(p):
+        vals = {"base": base}
+        for k in (1, 2):
+            vals[f"round_{k}"] = base + shift[run.variant] * k + 0.02 * run.seed
+        rec = build_record(run, p.study.variants[run.variant].label, _scores(vals),
+                           {1: {"mean_flip_rate": 0.1 * run.seed, "oracle_flip_rate": 0.5}}, {"name": run.name})
+        path = record_path(tmp_path / "reports/study", run)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+    return base
+
+
+def test_record_holds_per_prompt_means_and_win_shares(tmp_path):
+    p = parse_params(STUDY)
+    base = _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1})
+    run = plan_runs(p)[0]
+    rec = json.loads(record_path(tmp_path / "reports/study", run).read_text())
+    np.testing.assert_allclose(rec["checkpoints"]["base"]["shapeland_utility"]["per_prompt"], base.mean(1), atol=1e-7)
+    assert rec["checkpoints"]["round_1"]["shapeland_utility"]["win_vs_base"] == [1.0] * 12
+    assert rec["round_metrics"]["1"]["oracle_flip_rate"] == 0.5
+    assert is_done(tmp_path / "reports/study", run)
+    assert not is_done(tmp_path / "reports/study", Run(run.variant, run.seed, run.overrides, "other"))
+
+
+def test_aggregate_recovers_known_differences(tmp_path):
+    p = parse_params(STUDY)
+    base = _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1})
+    t, oracle = aggregate(p, __import__("seppo.study.records", fromlist=["x"]).load_records(tmp_path / "reports/study"))
+    row = t[(t.variant == "sign") & (t["round"] == 2)].iloc[0]
+    # sign runs seeds 0, 1: mean = base + 0.2 + 0.02 * mean(0, 1)
+    assert row["mean"] == pytest.approx(base.mean() + 0.2 + 0.01, abs=1e-6)
+    assert row["n_seeds"] == 2 and row["lr"] == 3e-4
+    # paired on seed and prompt: the difference to none is exactly 2 * (0.1 - 0.05) = 0.1 with a zero-width CI
+    assert row["diff_vs_none"] == pytest.approx(0.1, abs=1e-6)
+    assert row["diff_vs_none_ci_low"] == pytest.approx(0.1, abs=1e-6)
+    assert row["diff_vs_none_ci_high"] == pytest.approx(0.1, abs=1e-6) and row["diff_vs_none_seeds"] == 2
+    assert row["win_rate_vs_base"] == 1.0
+    b = t[t.variant == "base"].iloc[0]
+    assert b["round"] == 0 and b["mean"] == pytest.approx(base.mean(), abs=1e-6)
+    o = oracle[(oracle.variant == "none") & (oracle["round"] == 1)].iloc[0]
+    assert o["mean_flip_rate"] == pytest.approx(0.1) and o["oracle_flip_rate"] == 0.5 and o["n_seeds"] == 3
+
+
+def test_aggregate_files_are_byte_stable_and_feed_the_report(tmp_path):
+    from seppo.study.report import study_section
+
+    p = parse_params(STUDY)
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1})
+    run_aggregate(p, tmp_path)
+    out = tmp_path / "reports/study"
+    first = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    run_aggregate(p, tmp_path)
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == first
+    assert {"aggregate.csv", "aggregate.md", "oracle.csv", "curves_shapeland_utility.png"} <= set(first)
+    md = "\n".join(study_section(p, tmp_path))
+    assert "| SePPO | 21.57 | sign |" in md and "(n=2)" in md
+    assert "| w/o anchor | 20.88 | (no variant) |" in md  # none has no `paper` key in this matrix
+    assert "ground-truth utility [0, 1]" in md and "PickScore x100, Pick-a-Pic v2, SD1.5" in md
+    assert study_section(p, tmp_path / "elsewhere") == []
+
+
+def test_dvc_yaml_is_planned_for_the_study_rounds_and_restored_even_after_a_kill(tmp_path):
+    from seppo.study.runner import DVC_YAML_BACKUP, planned_rounds
+
+    p = parse_params({"train": {"rounds": 1}, "study": {"rounds": 3}})
+    (tmp_path / "dvc.yaml").write_text("original\n")
+    with planned_rounds(tmp_path, p, 3, replan=True):
+        text = (tmp_path / "dvc.yaml").read_text()
+        assert "train_3:" in text and "eval_round_3:" in text
+        assert (tmp_path / DVC_YAML_BACKUP).read_text() == "original\n"
+    assert (tmp_path / "dvc.yaml").read_text() == "original\n" and not (tmp_path / DVC_YAML_BACKUP).exists()
+    # a study killed inside the context left its plan in dvc.yaml and the backup: the next one restores the original
+    (tmp_path / DVC_YAML_BACKUP).write_text("original\n")
+    (tmp_path / "dvc.yaml").write_text(text)
+    with planned_rounds(tmp_path, p, 3, replan=True):
+        pass
+    assert (tmp_path / "dvc.yaml").read_text() == "original\n"
+    with planned_rounds(tmp_path, p, 3, replan=False):
+        assert (tmp_path / "dvc.yaml").read_text() == "original\n"
+
+
+def test_common_overrides_apply_to_every_trained_variant_and_are_validated():
+    d = json.loads(json.dumps(STUDY))
+    d["study"]["common"] = {"train.ref_samples": "per_prompt", "train.criterion": "sign"}
+    runs = plan_runs(parse_params(d))
+    assert all(r.overrides["train.ref_samples"] == "per_prompt" for r in runs)
+    assert runs[0].overrides["train.criterion"] == "none"  # the variant's own override wins
+    d["study"]["common"] = {"evaluate.seeds": [0]}
+    with pytest.raises(ConfigError, match=r"study\.common\.evaluate\.seeds: the study may override only train"):
+        parse_params(d)
+    d["study"]["common"] = {"train.reference_errors": "precomputed"}
+    d["study"]["variants"]["sft"] = {"label": "SFT", "overrides": {"train.loss": "sft"}}
+    with pytest.raises(ConfigError, match=r"study\.variants\.sft\.overrides\.train: Value error, reference_errors=precomputed needs "
+                       r"loss=seppo \(got loss='sft'\) \(study.common applied first\)$"):
+        parse_params(d)
+
+
+def test_print_queue_lists_only_the_missing_runs(tmp_path):
+    from seppo.study.runner import queue_commands
+
+    p = parse_params(STUDY)
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1})
+    assert queue_commands(p, tmp_path) == []
+    (tmp_path / "reports/study/runs/sign__seed1.json").unlink()
+    assert queue_commands(p, tmp_path) == [
+        "dvc exp run --queue --name sign__seed1 -S ++train.criterion=sign -S ++train.lr=0.0003 "
+        "-S ++train.rounds=2 -S ++train.seed=1 evaluate"]
