@@ -89,10 +89,10 @@ def ingest(
     metrics: Path = typer.Option(Path("reports/metrics/ingest.json"), help="Counts JSON."),
 ) -> None:
     """Read the preference source shard by shard; keep winners, quarantine bad rows with reasons."""
-    from .data.sources import SourceNotFound
     from .data.ingest import run_ingest
+    from .data.sources import SourceError
 
-    with _exit_on(SourceNotFound, 2):
+    with _exit_on(SourceError, 2):
         _show(run_ingest(_params(params).ingest, out, metrics))
 
 
@@ -238,7 +238,10 @@ def plan(
         p = _validated(data, f"{params} with {set_}")
     else:
         p = _params(params)
-    changed = write(p, out)
+    from .data.sources import SourceError
+
+    with _exit_on(SourceError, 2):  # e.g. a Hub dataset id without a pinned ingest.revision
+        changed = write(p, out)
     typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
 
 
