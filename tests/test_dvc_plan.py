@@ -69,3 +69,24 @@ def test_the_embedded_pickscore_is_a_dep_of_evaluate_only_when_used():
                                   "evaluate": {"scorers": ["shapeland_utility"]}}))
     assert "scorer_model" not in without["stages"]
     assert "models/pickscore" not in without["stages"]["evaluate"]["deps"]
+
+
+def test_the_ingest_stage_depends_on_the_real_source():
+    def ingest_deps(**ingest):
+        return build(parse_params({"ingest": ingest}))["stages"]["ingest"]
+
+    assert ingest_deps()["deps"][0] == "data/world/pickapic"  # the embedded world
+    mirror = ingest_deps(source="/data/pickapic_v2/data/")
+    assert mirror["deps"][0] == "/data/pickapic_v2/data"
+    assert not any(d.startswith("data/world") for d in mirror["deps"])
+    assert ingest_deps(source="/data/pickapic_v2/data/train-*.parquet")["deps"][0] == "/data/pickapic_v2/data"
+    assert ingest_deps(source="mirror/*/train-*.tar")["deps"][0] == "mirror"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    hub = ingest_deps(source="someone/pickapic_v2_mirror", revision=sha)
+    assert all(d.startswith("src/") for d in hub["deps"]) and hub["params"] == ["ingest"]
+    import pytest
+
+    from seppo.data.sources import SourceError
+
+    with pytest.raises(SourceError, match="set ingest.revision to a commit sha"):
+        ingest_deps(source="someone/pickapic_v2_mirror", revision="main")
