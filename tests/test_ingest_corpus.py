@@ -161,7 +161,6 @@ def test_each_hostile_row_gets_its_category_and_reason(name, tmp_path):
 
 
 CONVERTED = {  # bytes in jpg_0: what the conversion is called, and a pixel of the kept RGB image
-    "png": (solid(fmt="PNG"), "PNG RGB->RGB", (200, 30, 30)),
     "webp": (solid(fmt="WEBP", lossless=True), "WEBP RGB->RGB", (200, 30, 30)),
     "cmyk": (solid(mode="CMYK", colour=(0, 0, 0, 0)), "JPEG CMYK->RGB", (255, 255, 255)),
     "gray": (solid(mode="L", colour=128), "JPEG L->RGB", (128, 128, 128)),
@@ -186,12 +185,14 @@ def test_decodable_images_of_common_formats_and_modes_are_kept_as_rgb(name, tmp_
         assert img.getpixel((5, 5)) == pixel
 
 
-def test_an_upright_rgb_jpeg_is_kept_byte_for_byte(tmp_path):
-    r = row(0)
-    s, _, _ = ingest(tmp_path, [r])
-    assert s["conversions"] == {} and s["loser_conversions"] == {}
+def test_an_upright_rgb_jpeg_or_png_is_kept_byte_for_byte(tmp_path):
+    a, b = row(0), row(1, jpg_0=solid(fmt="PNG"))
+    s, prof, _ = ingest(tmp_path, [a, b])
+    assert s["kept"] == 2 and s["conversions"] == {} and s["loser_conversions"] == {}
+    assert s["image_formats"] == {"JPEG RGB": 1, "PNG RGB": 1}
+    assert prof.conversion.isna().all()
     w = pd.read_parquet(tmp_path / "out" / "winners.parquet")
-    assert w.image.iloc[0] == r["jpg_0"]
+    assert w.image.tolist() == [a["jpg_0"], b["jpg_0"]]
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -207,8 +208,8 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_a_loser_is_converted_too_and_counted_apart(tmp_path):
-    s, _, _ = ingest(tmp_path, [row(0, jpg_1=solid(fmt="PNG"))])
-    assert s["conversions"] == {} and s["loser_conversions"] == {"PNG RGB->RGB": 1}
+    s, _, _ = ingest(tmp_path, [row(0, jpg_1=solid(mode="LA", colour=(9, 255), fmt="PNG"))])
+    assert s["conversions"] == {} and s["loser_conversions"] == {"PNG LA->RGB": 1}
     lo = pd.read_parquet(tmp_path / "out" / "losers.parquet")
     assert Image.open(io.BytesIO(lo.image.iloc[0])).format == "PNG"
 

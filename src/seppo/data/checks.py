@@ -27,8 +27,9 @@ _INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}  # fille
 _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 _TEXT_CONTROLS = {"\t", "\n", "\r"}
 _TRUE, _FALSE = {"true", "1"}, {"false", "0"}
-# Kept byte for byte when RGB and upright; every other accepted image is re-encoded as an RGB PNG
-KEPT_AS_IS = ("JPEG", "MPO")
+# Kept byte for byte when RGB and upright (every reader opens them); every other accepted image is
+# converted and re-encoded as an RGB PNG
+KEPT_AS_IS = ("JPEG", "MPO", "PNG")
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,10 @@ def inspect_image(data: bytes | None, field: str, policy: ImagePolicy) -> tuple[
     """Check an image and make it RGB and upright.
 
     Header checks (format, mode, size) come before the full decode, so a huge image is never
-    decoded. An upright RGB JPEG keeps its exact bytes; any other decodable image of an allowed
-    format and mode is converted (EXIF orientation applied, RGB) and re-encoded as a lossless PNG
-    (so every kept image is an RGB JPEG or an RGB PNG), and `info.conversion` says what was done,
-    e.g. "PNG RGBA->RGB" or "JPEG RGB->RGB exif-orientation-6"."""
+    decoded. An upright RGB JPEG or PNG keeps its exact bytes; any other decodable image of an
+    allowed format and mode is converted (EXIF orientation applied, RGB) and re-encoded as a
+    lossless PNG (so every kept image is an RGB JPEG or PNG), and `info.conversion` says what was
+    done, e.g. "PNG RGBA->RGB", "WEBP RGB->RGB" or "JPEG RGB->RGB exif-orientation-6"."""
     if data is None:
         return ImageInfo(0), f"{field}: missing image"
     info = ImageInfo(len(data))
@@ -209,7 +210,7 @@ def inspect_image(data: bytes | None, field: str, policy: ImagePolicy) -> tuple[
     try:
         out = _to_rgb(ImageOps.exif_transpose(img) if orientation != 1 else img)
         buf = io.BytesIO()
-        out.save(buf, format="PNG")
+        out.save(buf, format="PNG", compress_level=1)  # fast; still lossless
     except Exception as err:  # noqa: BLE001
         return info, f"{field}: cannot convert {img.format} {img.mode} to RGB ({clean_error(err)})"
     info.width, info.height = out.size

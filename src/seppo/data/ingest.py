@@ -121,21 +121,24 @@ def _float_or_none(x):
 
 
 class _Writer:
-    """A parquet table written in pieces (bounded memory), opened on first use."""
+    """A parquet table written in pieces: flushed every 512 rows or 32 MB of images (bounded memory)."""
+
+    MAX_ROWS, MAX_BYTES = 512, 32 << 20
 
     def __init__(self, path: Path, schema: pa.Schema):
-        self.schema, self.rows = schema, []
+        self.schema, self.rows, self.nbytes = schema, [], 0
         self._w = pq.ParquetWriter(path, schema)
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
-        if len(self.rows) >= 512:
+        self.nbytes += len(row.get("image") or b"")
+        if len(self.rows) >= self.MAX_ROWS or self.nbytes >= self.MAX_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if self.rows:
             self._w.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.rows = []
+            self.rows, self.nbytes = [], 0
 
     def close(self) -> None:
         self.flush()
@@ -148,6 +151,7 @@ class _State:
     def __init__(self):
         self.seen: set[tuple[str, str]] = set()  # (caption, sha256) of kept winners
         self.rankings: dict[int, tuple[bytes, str, int]] = {}  # id -> (content digest, shard, row)
+        self.formats: Counter = Counter()  # "<format> <mode>" of the kept winners, as read
         self.conversions: Counter = Counter()
         self.loser_conversions: Counter = Counter()
 
@@ -223,6 +227,7 @@ def run_ingest(cfg: IngestConfig, out: Path, metrics: Path) -> dict:
             "shards": len(shards),
             "unreadable_shards": len(damaged),
             "quarantined_share": counts["quarantined"] / rows_in if rows_in else 0.0,
+            "image_formats": dict(sorted(state.formats.items())),
             "conversions": dict(sorted(state.conversions.items())),
             "loser_conversions": dict(sorted(state.loser_conversions.items())),
             "reasons": dict(sorted(reasons.items())),
@@ -310,6 +315,7 @@ def _one_row(r, chunk, cfg, policy, state: _State, w, row_no):
     if (cap, sha) in state.seen:
         return "duplicate", "the same winner image for the same caption was already kept", prof, None
     state.seen.add((cap, sha))
+    state.formats[f"{info.format} {info.mode}"] += 1
     if info.conversion:
         state.conversions[info.conversion] += 1
     uid = uid or sha
