@@ -228,7 +228,8 @@ def table_rows(table: pa.Table | pa.RecordBatch) -> list[dict]:
 
 def _parquet(shard: str, batch_rows: int) -> Iterator[Chunk]:
     try:
-        pf = pq.ParquetFile(shard)
+        # a small read buffer: the reader holds one row group's pages, not several copies of them
+        pf = pq.ParquetFile(shard, pre_buffer=False, buffer_size=1 << 20)
         meta = pf.metadata
     except Exception as err:  # noqa: BLE001 - any unreadable shard is recorded, not fatal here
         yield Chunk(shard, 0, None, error=f"not a readable parquet file ({clean_error(err)})")
@@ -244,13 +245,16 @@ def _parquet(shard: str, batch_rows: int) -> Iterator[Chunk]:
         try:
             for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=columns):
                 rows = table_rows(batch)
+                del batch  # the rows hold their own copies
                 yield Chunk(shard, start + done, rows, missing_columns=missing)
                 done += len(rows)
+                del rows
         except Exception as err:  # noqa: BLE001
             yield Chunk(shard, start + done, None, lost=n - done,
                         error=f"row group {g} unreadable from row {start + done}, {n - done} of its "
                               f"{n} rows lost ({clean_error(err)})")
         start += n
+        pa.default_memory_pool().release_unused()  # hand the row group's buffers back to the OS
 
 
 def _wds_row(key: str, members: dict[str, bytes]) -> dict:
