@@ -6,9 +6,10 @@ Writes a parquet source of `--rows` pairs of `--side` px JPEGs (smooth random sc
 ~the size of Pick-a-Pic's JPEGs; every 10th winner a PNG, half of them RGBA, so 5% of the winners
 go through the conversion to RGB) in
 4 shards with row groups of `--row-group` rows, then runs `seppo ingest` in a fresh process twice:
-on one shard and on all four. Prints rows/s and the peak RSS of each run next to the size of one
-row group: the peak must not grow with the source (it is bounded by the row group / batch size,
-plus the few hundred bytes per row that duplicate detection remembers).
+on one shard, two and all four. Prints rows/s and the peak RSS of each run next to the size of one
+row group: once the output writers' buffers are full (16 MB of images each, reached within the
+second shard), the peak must not grow with the source: it is bounded by the row group / batch
+size, plus the ~200 bytes per row that duplicate and ranking_id detection remember.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def main() -> None:
         print(f"source: {args.rows} pairs of {args.side} px images in 4 shards, written in "
               f"{time.perf_counter() - t0:.1f} s; one row group ({args.row_group} rows) = "
               f"{group_bytes / 2**20:.1f} MB of image bytes")
-        for name, source in (("1 shard ", str(src / "train-00000-of-00004.parquet")), ("4 shards", str(src))):
+        for name, source in (("1 shard ", str(src / "train-00000-of-00004.parquet")),
+                             ("2 shards", str(src / "train-0000[01]-of-00004.parquet")), ("4 shards", str(src))):
             res = subprocess.run([sys.executable, __file__, "--child", source, f"{tmp}/out-{name.strip()[0]}",
                                   str(args.row_group)], capture_output=True, text=True, check=True)
             r = json.loads(res.stdout.strip().splitlines()[-1])

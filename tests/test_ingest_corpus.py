@@ -356,3 +356,16 @@ def test_a_hub_id_needs_a_pinned_revision(tmp_path):
     with pytest.raises(SourceError, match="got ingest.revision='main'"):
         run_ingest(IngestConfig(source="someone/pickapic_mirror", revision="main"), tmp_path / "o", tmp_path / "m")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_datasets_folder_with_image_features_keeps_the_stored_bytes(tmp_path):
+    import datasets
+
+    rows = [{k: v for k, v in row(i, caption=f"c{i}").items() if k != "created_at"} for i in range(2)]
+    rows[1]["caption"] = "\u200b"  # quarantined through the same checks
+    ds = datasets.Dataset.from_list(rows).cast_column("jpg_0", datasets.Image()).cast_column("jpg_1", datasets.Image())
+    datasets.DatasetDict({"train": ds, "test": ds.select([0])}).save_to_disk(str(tmp_path / "ds"))
+    s = run_ingest(IngestConfig(source=str(tmp_path / "ds")), tmp_path / "o", tmp_path / "m")
+    assert (s["source_format"], s["rows_in"], s["kept"], s["quarantined"]) == ("datasets", 2, 1, 1)
+    w = pd.read_parquet(tmp_path / "o" / "winners.parquet")
+    assert w.image.tolist() == [rows[0]["jpg_0"]]  # not decoded and re-encoded

@@ -121,9 +121,9 @@ def _float_or_none(x):
 
 
 class _Writer:
-    """A parquet table written in pieces: flushed every 512 rows or 32 MB of images (bounded memory)."""
+    """A parquet table written in pieces: flushed every 512 rows or 16 MB of images (bounded memory)."""
 
-    MAX_ROWS, MAX_BYTES = 512, 32 << 20
+    MAX_ROWS, MAX_BYTES = 512, 16 << 20
 
     def __init__(self, path: Path, schema: pa.Schema):
         self.schema, self.rows, self.nbytes = schema, [], 0
