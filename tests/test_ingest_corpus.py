@@ -369,3 +369,21 @@ def test_a_datasets_folder_with_image_features_keeps_the_stored_bytes(tmp_path):
     assert (s["source_format"], s["rows_in"], s["kept"], s["quarantined"]) == ("datasets", 2, 1, 1)
     w = pd.read_parquet(tmp_path / "o" / "winners.parquet")
     assert w.image.tolist() == [rows[0]["jpg_0"]]  # not decoded and re-encoded
+
+
+def test_plan_and_preset_refuse_an_unpinned_hub_id_without_a_traceback(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from seppo.cli import app
+
+    monkeypatch.chdir(tmp_path)  # preset re-plans ./dvc.yaml
+    (tmp_path / "params.yaml").write_text("ingest:\n  source: someone/pickapic_mirror\n")
+    res = CliRunner().invoke(app, ["plan", "--params", str(tmp_path / "params.yaml"), "--out",
+                                   str(tmp_path / "dvc.yaml")])
+    assert res.exit_code == 2 and "set ingest.revision to a commit sha" in res.output
+    assert not (tmp_path / "dvc.yaml").exists()
+    (tmp_path / "p2.yaml").write_text("train:\n  rounds: 1\n")
+    (tmp_path / "preset.yaml").write_text("ingest:\n  source: someone/pickapic_mirror\n")
+    res = CliRunner().invoke(app, ["preset", str(tmp_path / "preset.yaml"), "--params", str(tmp_path / "p2.yaml")])
+    assert res.exit_code == 2 and "set ingest.revision" in res.output
+    assert (tmp_path / "p2.yaml").read_text() == "train:\n  rounds: 1\n"  # untouched

@@ -272,6 +272,11 @@ def preset(
 
     data = merge(yaml.safe_load(params.read_text()) or {}, yaml.safe_load(file.read_text()) or {})
     p = _validated(data, f"{params} + {file}")
+    from .data.sources import SourceError
+    from .dvc_plan import render
+
+    with _exit_on(SourceError, 2):  # plannable before params.yaml is touched (e.g. a Hub id's revision)
+        render(p)
     with atomic_path(params) as tmp:
         tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     write(p)
