@@ -122,10 +122,17 @@ CASES = {
     "emoji_and_accents_are_fine": (
         [row(0, caption="caf\u00e9 \U0001f469\u200d\U0001f52c, na\u00efve \u65e5\u672c")], None, None,
         [(0, "kept", None)]),
-    "ranking_id_reused_other_content": (
+    "ranking_id_reused_other_caption": (
         [row(0), row(1, ranking_id=0, caption="a blue square")], None, None,
-        [(0, "kept", None), (1, "quarantined", "ranking_id: reused by a row with different content "
+        [(0, "kept", None), (1, "quarantined", "ranking_id: reused by a row with another caption "
                                                 "(first at {shard} row 0)")]),
+    "ranking_id_same_pair_other_content": (
+        [row(0), row(0, jpg_0=img_bytes(seed=7))], None, None,
+        [(0, "kept", None), (1, "quarantined", "ranking_id: the same image pair again with other content "
+                                                "(first at {shard} row 0)")]),
+    "ranking_id_another_pair_of_the_same_ranking": (  # one ranking, several pairs: not a conflict
+        [row(0), row(0, image_0_uid="u9a", image_1_uid="u9b", jpg_0=img_bytes(seed=7), jpg_1=img_bytes(seed=8))],
+        None, None, [(0, "kept", None), (1, "kept", None)]),
     "ranking_id_reused_same_content": (
         [row(0), row(0)], None, None,
         [(0, "kept", None), (1, "duplicate", "ranking_id: the same row again (first at {shard} row 0)")]),

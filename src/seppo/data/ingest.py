@@ -150,7 +150,8 @@ class _State:
 
     def __init__(self):
         self.seen: set[tuple[str, str]] = set()  # (caption, sha256) of kept winners
-        self.rankings: dict[int, tuple[bytes, str, int]] = {}  # id -> (content digest, shard, row)
+        # ranking_id -> digests of (caption, image pair, content) and where it was first seen
+        self.rankings: dict[int, tuple[bytes, bytes, bytes, str, int]] = {}
         self.formats: Counter = Counter()  # "<format> <mode>" of the kept winners, as read
         self.conversions: Counter = Counter()
         self.loser_conversions: Counter = Counter()
@@ -243,14 +244,38 @@ def run_ingest(cfg: IngestConfig, out: Path, metrics: Path) -> dict:
     return summary
 
 
-def _digest(r: dict) -> bytes:
-    """A row's content (what a repeated ranking_id is compared on), as a short digest."""
-    h = hashlib.blake2b(digest_size=16)
-    for c in REQUIRED_COLUMNS:
-        v = r.get(c)
-        v = load_image_bytes(v) if c.startswith("jpg_") else repr(v).encode("utf-8", "replace")
-        h.update(len(v or b"").to_bytes(8, "little") + (v or b""))
-    return h.digest()
+def _digests(r: dict) -> tuple[bytes, bytes, bytes]:
+    """Short digests of a row's caption, image pair (uids) and whole content."""
+    def d(*values) -> bytes:
+        h = hashlib.blake2b(digest_size=8)
+        for v in values:
+            v = load_image_bytes(v) if isinstance(v, (bytes, dict)) else repr(v).encode("utf-8", "replace")
+            h.update(len(v or b"").to_bytes(8, "little") + (v or b""))
+        return h.digest()
+
+    return (d(r.get("caption")), d(r.get("image_0_uid"), r.get("image_1_uid")),
+            d(*(r.get(c) for c in REQUIRED_COLUMNS)))
+
+
+def _ranking_conflict(r: dict, rid: int, state: "_State", shard: str, row_no: int):
+    """A ranking_id seen before: the same row again (duplicate), or a contradiction (quarantined).
+
+    One ranking is one prompt: a second row of it with another caption, or with the same image
+    pair but other bytes, labels or flags, contradicts the first. Another image pair under the
+    same caption is a further pair of the same ranking and is kept."""
+    cap, pair, content = _digests(r)
+    first = state.rankings.get(rid)
+    if first is None:
+        state.rankings[rid] = (cap, pair, content, shard, row_no)
+        return None
+    where = f"first at {first[3]} row {first[4]}"
+    if content == first[2]:
+        return "duplicate", f"ranking_id: the same row again ({where})"
+    if cap != first[0]:
+        return "quarantined", f"ranking_id: reused by a row with another caption ({where})"
+    if pair == first[1]:
+        return "quarantined", f"ranking_id: the same image pair again with other content ({where})"
+    return None
 
 
 def _one_row(r, chunk, cfg, policy, state: _State, w, row_no):
@@ -270,14 +295,9 @@ def _one_row(r, chunk, cfg, policy, state: _State, w, row_no):
             return "quarantined", reason, prof, None
     if rid_reason:
         return "quarantined", rid_reason, prof, None
-    digest = _digest(r)
-    first = state.rankings.get(rid)
-    if first is not None:
-        where = f"first at {first[1]} row {first[2]}"
-        if first[0] == digest:
-            return "duplicate", f"ranking_id: the same row again ({where})", prof, None
-        return "quarantined", f"ranking_id: reused by a row with different content ({where})", prof, None
-    state.rankings[rid] = (digest, chunk.shard, row_no)
+    conflict = _ranking_conflict(r, rid, state, chunk.shard, row_no)
+    if conflict:
+        return (*conflict, prof, None)
     reason, has_label = check_bool(r.get("has_label"), "has_label")
     if reason:
         return "quarantined", reason, prof, None
