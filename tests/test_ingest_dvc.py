@@ -63,3 +63,14 @@ def test_an_external_mirror_plans_runs_and_invalidates_ingest_without_the_world(
     counts = yaml.safe_load((proj / "data" / "ingest" / "counts.json").read_text())
     assert (counts["rows_in"], counts["kept"]) == (5, 5)
     assert "ingest" not in sh([str(BIN / "dvc"), "status", "ingest"], proj, env)
+
+
+def test_a_flow_override_of_the_ingest_source_replans_the_graph(tmp_path):
+    from flows.pipeline import plan_command
+
+    assert plan_command({"train.lr": 3e-5}) is None
+    cmd = plan_command({"ingest.source": str(tmp_path / "mirror"), "ingest.revision": None, "train.rounds": 2})
+    assert cmd[1:] == ["plan", "--set", "train.rounds=2", "--set", f"ingest.source=\"{tmp_path / 'mirror'}\"",
+                       "--set", "ingest.revision=null"]
+    # the values survive `seppo plan --set` (parsed as YAML) unchanged
+    assert [yaml.safe_load(a.split("=", 1)[1]) for a in cmd[3::2]] == [2, str(tmp_path / "mirror"), None]
