@@ -54,16 +54,12 @@ def ingest_source_deps(params: Params) -> list[str]:
     """What the ingest stage reads, as DVC deps: the local source itself (a folder, a file, or the
     folder a glob lives in), wherever it is, so a changed shard re-runs ingest. A Hub dataset id is
     no dep: its pinned `ingest.revision` (required) is in the stage's params, hence in dvc.lock."""
-    from .data.sources import SourceError, is_hub_id
+    from .data.sources import check_hub_revision, is_hub_id
 
     cfg = params.ingest
-    if cfg.source_format == "datasets" or (cfg.source_format == "auto" and is_hub_id(cfg.source)):
-        if is_hub_id(cfg.source):
-            if cfg.revision is None or len(cfg.revision) != 40 or any(c not in "0123456789abcdef"
-                                                                      for c in cfg.revision):
-                raise SourceError(f"ingest.source={cfg.source!r} is a Hub dataset id: set ingest.revision to "
-                                  f"a commit sha (40 hex characters) to pin it (got {cfg.revision!r}).")
-            return []
+    if cfg.source_format in ("auto", "datasets") and is_hub_id(cfg.source):
+        check_hub_revision(cfg.source, cfg.revision)
+        return []
     src = cfg.source
     if glob.has_magic(src):  # DVC deps are paths: depend on the folder the glob lives in
         parts = Path(src).parts

@@ -112,6 +112,16 @@ def is_hub_id(source: str) -> bool:
             and not glob.has_magic(source))
 
 
+def check_hub_revision(source: str, revision: str | None) -> None:
+    """A Hub dataset is read at a pinned commit, never at a moving branch."""
+    if revision is None or not _COMMIT.match(revision):
+        raise SourceError(
+            f"ingest.source={source!r} is not on disk, so it is read as a Hub dataset id: set "
+            "ingest.revision to a commit sha (40 hex characters) so the data is pinned and recorded "
+            f"in dvc.lock (got ingest.revision={revision!r}); or fix the path if a local folder was meant."
+        )
+
+
 def _candidates(source: str) -> list[Path]:
     p = Path(source)
     if p.is_dir():
@@ -144,12 +154,7 @@ def resolve_source(source: str, fmt: str, split: str = "train", revision: str | 
             return Source(fmt, [source])
         if not is_hub_id(source):
             raise _not_found(source, fmt)
-        if revision is None or not _COMMIT.match(revision):
-            raise SourceError(
-                f"ingest.source={source!r} is a Hub dataset id: set ingest.revision to the commit sha "
-                f"(40 hex characters) to read, so the data is pinned and recorded in dvc.lock "
-                f"(got ingest.revision={revision!r})."
-            )
+        check_hub_revision(source, revision)
         return Source(fmt, [source], local=False)
     suffix = SHARD_SUFFIX[fmt]
     shards, ignored = [], []
