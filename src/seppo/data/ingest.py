@@ -17,6 +17,7 @@ write byte-identical outputs.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -149,9 +150,12 @@ class _State:
     """What ingest remembers across rows: kept (caption, image) pairs and ranking ids seen."""
 
     def __init__(self):
-        self.seen: set[tuple[str, str]] = set()  # (caption, sha256) of kept winners
-        # ranking_id -> digests of (caption, image pair, content) and where it was first seen
-        self.rankings: dict[int, tuple[bytes, bytes, bytes, str, int]] = {}
+        # Both grow with the source, so they hold short digests (~250 bytes a row in all, ~0.25 GB
+        # for Pick-a-Pic v2's 959k rows), not captions or hashes in hex.
+        self.seen: set[bytes] = set()  # digest of (caption, sha256) of kept winners
+        # ranking_id -> digests of (caption, image pair, content) + (shard number, row) first seen
+        self.rankings: dict[int, bytes] = {}
+        self.shards: list[str] = []
         self.formats: Counter = Counter()  # "<format> <mode>" of the kept winners, as read
         self.conversions: Counter = Counter()
         self.loser_conversions: Counter = Counter()
@@ -244,6 +248,9 @@ def run_ingest(cfg: IngestConfig, out: Path, metrics: Path) -> dict:
     return summary
 
 
+_LOCATION = struct.Struct("<IQ")  # shard number, row
+
+
 def _digests(r: dict) -> tuple[bytes, bytes, bytes]:
     """Short digests of a row's caption, image pair (uids) and whole content."""
     def d(*values) -> bytes:
@@ -264,11 +271,14 @@ def _ranking_conflict(r: dict, rid: int, state: "_State", shard: str, row_no: in
     pair but other bytes, labels or flags, contradicts the first. Another image pair under the
     same caption is a further pair of the same ranking and is kept."""
     cap, pair, content = _digests(r)
-    first = state.rankings.get(rid)
-    if first is None:
-        state.rankings[rid] = (cap, pair, content, shard, row_no)
+    packed = state.rankings.get(rid)
+    if packed is None:
+        if not state.shards or state.shards[-1] != shard:
+            state.shards.append(shard)
+        state.rankings[rid] = cap + pair + content + _LOCATION.pack(len(state.shards) - 1, row_no)
         return None
-    where = f"first at {first[3]} row {first[4]}"
+    first = (packed[:8], packed[8:16], packed[16:24], *_LOCATION.unpack(packed[24:]))
+    where = f"first at {state.shards[first[3]]} row {first[4]}"
     if content == first[2]:
         return "duplicate", f"ranking_id: the same row again ({where})"
     if cap != first[0]:
@@ -332,9 +342,10 @@ def _one_row(r, chunk, cfg, policy, state: _State, w, row_no):
     if reason:
         return "quarantined", reason, prof, None
     sha = hashlib.sha256(info.data).hexdigest()
-    if (cap, sha) in state.seen:
+    key = hashlib.blake2b(cap.encode("utf-8") + b"\x00" + sha.encode(), digest_size=16).digest()
+    if key in state.seen:
         return "duplicate", "the same winner image for the same caption was already kept", prof, None
-    state.seen.add((cap, sha))
+    state.seen.add(key)
     state.formats[f"{info.format} {info.mode}"] += 1
     if info.conversion:
         state.conversions[info.conversion] += 1
