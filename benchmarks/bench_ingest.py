@@ -9,7 +9,7 @@ go through the conversion to RGB) in
 on one shard, two and all four. Prints rows/s and the peak RSS of each run next to the size of one
 row group: once the output writers' buffers are full (16 MB of images each, reached within the
 second shard), the peak must not grow with the source: it is bounded by the row group / batch
-size, plus the ~200 bytes per row that duplicate and ranking_id detection remember.
+size, plus the ~250 bytes per row that duplicate and ranking_id detection remember.
 """
 
 from __future__ import annotations
