@@ -76,11 +76,23 @@ def dvc_exp_run(overrides: dict[str, Any], name: str | None, project_dir: str) -
     return _run(cmd, project_dir)
 
 
+# Params that shape dvc.yaml: the rounds, and the ingest source (a local source is a dep of ingest)
+GRAPH_KEYS = ("train.rounds", "ingest.source", "ingest.source_format", "ingest.revision")
+
+
+def plan_command(overrides: dict[str, Any]) -> list[str] | None:
+    """`seppo plan --set k=v ...` for the overrides that change the graph, or None."""
+    keys = [k for k in GRAPH_KEYS if k in overrides]
+    if not keys:
+        return None
+    return [_bin("seppo"), "plan", *(a for k in keys for a in ("--set", f"{k}={json.dumps(overrides[k])}"))]
+
+
 @task
 def plan_with_overrides(overrides: dict[str, Any], project_dir: str) -> None:
-    """When overrides change the number of rounds, the graph must be re-planned first."""
-    if "train.rounds" in overrides:
-        _run([_bin("seppo"), "plan", "--set", f"train.rounds={overrides['train.rounds']}"], project_dir)
+    """When overrides change the graph (rounds, ingest source), dvc.yaml must be re-planned first."""
+    if cmd := plan_command(overrides):
+        _run(cmd, project_dir)
 
 
 @task

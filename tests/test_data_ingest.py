@@ -48,23 +48,23 @@ def write_shard(path, rows, schema=PICKAPIC_SCHEMA):
 
 GOOD = row(0)
 BAD = {  # expected reason prefix for each bad row (the winner is jpg_0 unless said otherwise)
-    "truncated": (row(1, jpg_0=img_bytes()[:-300]), "jpg_0: cannot decode JPEG"),
+    "truncated": (row(1, jpg_0=img_bytes()[:-300]), "jpg_0: cannot decode JPEG data (OSError: image file is truncated"),
     "zero_byte": (row(2, jpg_0=b""), "jpg_0: zero-byte image"),
-    "png": (row(3, jpg_0=img_bytes(fmt="PNG")), "jpg_0: format PNG"),
-    "cmyk": (row(4, jpg_0=img_bytes(mode="CMYK")), "jpg_0: mode CMYK"),
-    "gray": (row(5, jpg_0=img_bytes(mode="L")), "jpg_0: mode L"),
-    "alpha": (row(6, jpg_0=img_bytes(mode="RGBA", fmt="PNG")), "jpg_0: format PNG"),
-    "tiny": (row(7, jpg_0=img_bytes(size=(1, 1))), "jpg_0: 1x1 px, a side below"),
-    "huge": (row(8, jpg_0=img_bytes(size=(20000, 16))), "jpg_0: 20000x16 px, a side above"),
-    "garbage": (row(9, jpg_0=b"not an image at all"), "jpg_0: not a decodable image"),
+    "tiff_not_allowed": (row(3, jpg_0=img_bytes(fmt="TIFF")), "jpg_0: format TIFF not in ingest.allowed_formats"),
+    "tiny": (row(7, jpg_0=img_bytes(size=(1, 1))), "jpg_0: a side below ingest.min_side=16 (1x1 px)"),
+    "huge": (row(8, jpg_0=img_bytes(size=(20000, 16))), "jpg_0: a side above ingest.max_side=4096 (20000x16 px)"),
+    "garbage": (row(9, jpg_0=b"not an image at all"), "jpg_0: not a decodable image (no image format recognised)"),
     "empty_caption": (row(10, caption=""), "caption: empty or whitespace only"),
     "space_caption": (row(11, caption="  \t "), "caption: empty or whitespace only"),
     "nul_caption": (row(12, caption="a red\x00 circle"), "caption: contains a NUL character"),
-    "long_caption": (row(13, caption="x" * 1001), "caption: 1001 characters"),
-    "label_2": (row(14, label_0=2.0, label_1=0.0), "label_0: 2 not in {0, 0.5, 1}"),
-    "label_nan": (row(15, label_0=float("nan"), label_1=float("nan")), "label_0: not a finite number"),
+    "long_caption": (row(13, caption="x" * 1001),
+                     "caption: longer than ingest.max_caption_chars=1000 (1001 characters)"),
+    "label_2": (row(14, label_0=2.0, label_1=0.0), "label_0: not in {0, 0.5, 1} (2)"),
+    "label_nan": (row(15, label_0=float("nan"), label_1=float("nan")), "label_0: not a finite number (nan)"),
     "bad_loser_side": (row(16, label_0=0.0, jpg_1=b""), "jpg_1: zero-byte image"),
 }
+# A policy narrower than the defaults: what the allow-lists (still params) reject
+NARROW = dict(allowed_formats=["JPEG", "PNG"], allowed_modes=["RGB", "RGBA", "L"])
 
 
 @pytest.fixture()
@@ -88,14 +88,15 @@ def corrupt_source(tmp_path):
 
 def test_every_bad_input_is_quarantined_with_its_reason(corrupt_source, tmp_path):
     src, n_rows = corrupt_source
-    summary = run_ingest(IngestConfig(source=str(src)), tmp_path / "out", tmp_path / "m.json")
+    summary = run_ingest(IngestConfig(source=str(src), **NARROW), tmp_path / "out", tmp_path / "m.json")
     q = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
     shard0 = str(src / "train-00000-of-00003.parquet")
     for name, (r, reason) in BAD.items():
         hit = q[(q.shard == shard0) & (q.ranking_id == r["ranking_id"]) & (q.table == "winners")]
         assert len(hit) == 1, name
         assert hit.reason.iloc[0].startswith(reason), (name, hit.reason.iloc[0])
-        assert hit.row.iloc[0] == r["ranking_id"]  # row number inside the shard
+        assert hit.field.iloc[0] == reason.split(":")[0], name
+        assert hit.row.iloc[0] == 1 + list(BAD).index(name)  # row number inside the shard (GOOD is row 0)
     missing = q[q.shard.str.endswith("00001-of-00003.parquet")]
     assert list(missing.row) == [0, 1] and missing.reason.str.startswith("label_1: column missing").all()
     bad_shard = q[q.table == "shard"]

@@ -1,5 +1,6 @@
 """Validation (Great Expectations checkpoint, thresholds) and the latent / text-embedding cache."""
 
+import io
 import json
 import re
 
@@ -7,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from seppo.config import CacheConfig, IngestConfig
 from seppo.data.cache import LatentCache, load_encoders, preprocess, run_cache
@@ -16,12 +18,19 @@ from tests.headless import dump_dom, needs_chromium
 from tests.test_data_ingest import BAD, GOOD, img_bytes, row, write_shard
 
 
+def float_tiff() -> bytes:
+    """A decodable image in a mode the defaults do not accept (32-bit float pixels)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32), "F").save(buf, "TIFF")
+    return buf.getvalue()
+
+
 @pytest.fixture()
 def ingested(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     rows = [GOOD] + [row(100 + i, caption=f"a blue square {i}") for i in range(9)]
-    rows += [BAD["zero_byte"][0], BAD["gray"][0], BAD["long_caption"][0]]
+    rows += [BAD["zero_byte"][0], row(5, jpg_0=float_tiff()), BAD["long_caption"][0]]
     write_shard(src / "s.parquet", rows)
     out = tmp_path / "ingest"
     run_ingest(IngestConfig(source=str(src)), out, tmp_path / "m.json")
@@ -37,7 +46,7 @@ def test_checkpoint_passes_on_kept_rows_and_counts_the_quarantined(ingested, tmp
                   for e in results["all_rows"]["expectations"]}
     # the same rules as the ingest checks, stated in GX: one bad row each
     assert unexpected[("expect_column_values_to_be_in_set", "decodable")] == 1  # zero-byte
-    assert unexpected[("expect_column_values_to_be_in_set", "image_mode")] == 1  # grayscale
+    assert unexpected[("expect_column_values_to_be_in_set", "image_mode")] == 1  # float pixels
     assert unexpected[("expect_column_values_to_be_between", "caption_chars")] == 1  # too long
     assert (tmp_path / "docs" / "index.html").exists()
     # Data Docs load nothing from a CDN: every script and stylesheet is a local copy

@@ -82,3 +82,24 @@ def test_plots_never_mix_scorer_scales_and_overlay_rounds():
     assert plots["train_loss"]["y"] == {"runs/round_1/live/plots/metrics/train/loss.tsv": "loss",
                                         "runs/round_2/live/plots/metrics/train/loss.tsv": "loss"}
     assert not any(k.startswith("runs/") for k in plots)  # no per-round figure of every series
+
+
+def test_the_ingest_stage_depends_on_the_real_source():
+    def ingest_deps(**ingest):
+        return build(parse_params({"ingest": ingest}))["stages"]["ingest"]
+
+    assert ingest_deps()["deps"][0] == "data/world/pickapic"  # the embedded world
+    mirror = ingest_deps(source="/data/pickapic_v2/data/")
+    assert mirror["deps"][0] == "/data/pickapic_v2/data"
+    assert not any(d.startswith("data/world") for d in mirror["deps"])
+    assert ingest_deps(source="/data/pickapic_v2/data/train-*.parquet")["deps"][0] == "/data/pickapic_v2/data"
+    assert ingest_deps(source="mirror/*/train-*.tar")["deps"][0] == "mirror"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    hub = ingest_deps(source="someone/pickapic_v2_mirror", revision=sha)
+    assert all(d.startswith("src/") for d in hub["deps"]) and hub["params"] == ["ingest"]
+    import pytest
+
+    from seppo.data.sources import SourceError
+
+    with pytest.raises(SourceError, match="set ingest.revision to a commit sha"):
+        ingest_deps(source="someone/pickapic_v2_mirror", revision="main")

@@ -12,8 +12,8 @@ def make_tree(root):
     (root / "reports/metrics").mkdir(parents=True)
     (root / "reports/eval").mkdir()
     (root / "reports/metrics/ingest.json").write_text(json.dumps(
-        {"rows_in": 10, "kept": 7, "tie": 1, "excluded": 0, "duplicate": 1, "quarantined": 1,
-         "losers_kept": 7, "unreadable_shards": 0}))
+        {"rows_in": 12, "kept": 7, "tie": 1, "excluded": 0, "duplicate": 1, "quarantined": 1, "lost": 2,
+         "losers_kept": 7, "unreadable_shards": 1, "conversions": {"PNG RGBA->RGB": 2}}))
     (root / "reports/metrics/eval.json").write_text(json.dumps(
         {"settings": {"prompts": "embedded", "n_prompts": 4, "seeds": [0, 1], "sampler": "ddim", "steps": 20,
                       "guidance": 7.5, "n_boot": 1000, "ci": "95% percentile bootstrap over prompts"}}))
@@ -45,7 +45,8 @@ def test_report_is_byte_identical_and_carries_numbers(tmp_path):
     assert {p.name: p.read_bytes() for p in (tmp_path / "reports/figures").iterdir()} == figs1
     md = md1.decode()
     assert "| round_1 | shapeland_utility | 0.360 | [0.330, 0.390] | 0.600 | [0.500, 0.700] |" in md
-    assert "ddim 20 steps, guidance 7.5" in md and "| 10 | 7 | 1 | 0 | 1 | 1 | 7 | 0 |" in md
+    assert "ddim 20 steps, guidance 7.5" in md and "| 12 | 7 | 1 | 0 | 1 | 1 | 2 | 7 | 1 |" in md
+    assert "Winners converted to RGB: PNG RGBA->RGB 2." in md
     assert {"rounds_shapeland_utility.png", "train_loss.png", "train_flip_rate.png"} <= set(figs1)
     page = html1.decode()
     assert "http" not in page.replace("http-equiv", "")  # self-contained: no external resources

@@ -89,10 +89,10 @@ def ingest(
     metrics: Path = typer.Option(Path("reports/metrics/ingest.json"), help="Counts JSON."),
 ) -> None:
     """Read the preference source shard by shard; keep winners, quarantine bad rows with reasons."""
-    from .data.sources import SourceNotFound
     from .data.ingest import run_ingest
+    from .data.sources import SourceError
 
-    with _exit_on(SourceNotFound, 2):
+    with _exit_on(SourceError, 2):
         _show(run_ingest(_params(params).ingest, out, metrics))
 
 
@@ -237,7 +237,10 @@ def plan(
         p = _validated(data, f"{params} with {set_}")
     else:
         p = _params(params)
-    changed = write(p, out)
+    from .data.sources import SourceError
+
+    with _exit_on(SourceError, 2):  # e.g. a Hub dataset id without a pinned ingest.revision
+        changed = write(p, out)
     typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
 
 
@@ -278,6 +281,11 @@ def preset(
 
     data = merge(yaml.safe_load(params.read_text()) or {}, yaml.safe_load(file.read_text()) or {})
     p = _validated(data, f"{params} + {file}")
+    from .data.sources import SourceError
+    from .dvc_plan import render
+
+    with _exit_on(SourceError, 2):  # plannable before params.yaml is touched (e.g. a Hub id's revision)
+        render(p)
     with atomic_path(params) as tmp:
         tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     write(p)

@@ -173,23 +173,38 @@ class IngestConfig(_Section):
         "data/world/pickapic",
         description="Parquet shards (a folder, a glob or a file), webdataset tars (a folder or "
         "glob of .tar), a `datasets` save_to_disk folder, or a Hub dataset id. The default is the "
-        "embedded world's shards. The official Hub copy of Pick-a-Pic v2 is offline: use a mirror.",
+        "embedded world's shards. A local source (inside the project or not) is a DVC dependency "
+        "of the ingest stage (`seppo plan`), so a changed shard re-runs ingest; files next to the "
+        "shards that are not shards (README, _SUCCESS, .json) are ignored and listed in counts.json. "
+        "A folder holding several splits (`<split>-00000-of-00042.parquet`) is read for `split` only. "
+        "The official Hub copy of Pick-a-Pic v2 is offline: use a mirror.",
     )
     source_format: Literal["auto", "parquet", "webdataset", "datasets"] = Field(
         "auto", description="How to read `source`; 'auto' decides from what is on disk."
     )
-    split: str = Field("train", description="Split of a `datasets` source.")
-    revision: str | None = Field(None, description="Revision of a Hub dataset source.")
+    split: str = Field("train", description="Split of a `datasets` source, or of a Hub-layout parquet folder.")
+    revision: str | None = Field(
+        None,
+        description="Commit sha (40 hex characters) of a Hub dataset source; required for a Hub id, "
+        "so the data read is pinned (recorded in params, dvc.lock and counts.json). Unused for a local source.",
+    )
     batch_rows: int = Field(
         256, ge=1, description="Rows held in memory at once (ingest streams shard by shard)."
     )
     min_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels.")
     max_side: int = Field(4096, ge=1, description="Largest accepted image side in pixels.")
     allowed_formats: list[str] = Field(
-        ["JPEG"], min_length=1, description="Accepted image container formats (PIL names)."
+        ["JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"],
+        min_length=1,
+        description="Accepted image container formats (PIL names); other decodable formats are "
+        "quarantined. MPO is the JPEG variant many cameras write.",
     )
     allowed_modes: list[str] = Field(
-        ["RGB"], min_length=1, description="Accepted PIL image modes (no CMYK, alpha, grayscale)."
+        ["RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1", "I;16"],
+        min_length=1,
+        description="Accepted PIL image modes. Every accepted image that is not RGB (or carries an "
+        "EXIF rotation) is converted to upright RGB (transparency over white) and stored as PNG; "
+        "counts.json and the ingest metrics count each conversion.",
     )
     max_caption_chars: int = Field(
         1000, ge=1, description="Longest accepted caption, in characters (after stripping)."
@@ -201,7 +216,12 @@ class IngestConfig(_Section):
         description="The validate stage fails when quarantined rows exceed this share of rows in.",
     )
     max_unreadable_shards: int = Field(
-        0, ge=0, description="The validate stage fails when more shards than this cannot be read."
+        0, ge=0, description="The validate stage fails when more shards than this cannot be read "
+        "(whole or in part: rows lost in a corrupt row group make their shard count)."
+    )
+    min_winners: int = Field(
+        1, ge=0, description="The validate stage fails when fewer winners than this are kept (an "
+        "empty source, or one of only ties, must not validate green)."
     )
 
 

@@ -8,6 +8,7 @@ Every stage lists exactly its deps, the params it reads and its outs.
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import yaml
@@ -50,6 +51,23 @@ def _local_model_deps(params: Params) -> list[str]:
     return local_weight_paths(params.evaluate.scorers, params.evaluate.models.model_dump())
 
 
+def ingest_source_deps(params: Params) -> list[str]:
+    """What the ingest stage reads, as DVC deps: the local source itself (a folder, a file, or the
+    folder a glob lives in), wherever it is, so a changed shard re-runs ingest. A Hub dataset id is
+    no dep: its pinned `ingest.revision` (required) is in the stage's params, hence in dvc.lock."""
+    from .data.sources import check_hub_revision, is_hub_id
+
+    cfg = params.ingest
+    if cfg.source_format in ("auto", "datasets") and is_hub_id(cfg.source):
+        check_hub_revision(cfg.source, cfg.revision)
+        return []
+    src = cfg.source
+    if glob.has_magic(src):  # DVC deps are paths: depend on the folder the glob lives in
+        parts = Path(src).parts
+        src = str(Path(*parts[: next(i for i, x in enumerate(parts) if glob.has_magic(x))]) or ".")
+    return [src.rstrip("/") or "/"]
+
+
 def build(params: Params) -> dict:
     K = params.train.rounds
     st: dict = {}
@@ -68,7 +86,7 @@ def build(params: Params) -> dict:
         "params": ["base_samples"], "outs": [{"reports/base_model": dict(NOT_CACHED)}],
         "metrics": _metrics("reports/metrics/base_samples.json")}
     st["ingest"] = {"cmd": "seppo ingest",
-                    "deps": ["data/world/pickapic", "src/seppo/data/sources.py", "src/seppo/data/checks.py",
+                    "deps": [*ingest_source_deps(params), "src/seppo/data/sources.py", "src/seppo/data/checks.py",
                              "src/seppo/data/ingest.py"],
                     "params": ["ingest"], "outs": ["data/ingest"],
                     "metrics": _metrics("reports/metrics/ingest.json")}

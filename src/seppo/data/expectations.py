@@ -5,8 +5,9 @@ ids, decodable images, size and mode within bounds, caption length). It runs as 
 twice: on the KEPT rows, where every expectation must hold (a failure means a bug in the
 quarantine), and on ALL labelled non-tie rows, where the unexpected counts document what the
 quarantine removed. Data Docs of both go under ``reports/data_docs``, with their CSS/JS pointed at
-local copies (``seppo.webassets``) so they render offline. The stage fails with a clear
-message when the quarantined share or the unreadable shards exceed the params thresholds.
+local copies (``seppo.webassets``) so they render offline. The stage fails with a clear message
+when the quarantined share or the unreadable shards exceed the params thresholds, or when fewer
+than `ingest.min_winners` winners were kept.
 """
 
 from __future__ import annotations
@@ -106,9 +107,18 @@ def validate_profile(profile: pd.DataFrame, cfg: IngestConfig, docs_dir: Path | 
     return results
 
 
+def _read_ingest(ingest_dir: Path) -> tuple[dict, pd.DataFrame]:
+    missing = [n for n in ("counts.json", "profile.parquet") if not (ingest_dir / n).is_file()]
+    if missing:
+        raise DataQualityError(
+            f"validate: no ingest output in {ingest_dir} (missing {', '.join(missing)}); run "
+            "`seppo ingest` (or `dvc repro ingest`) first."
+        )
+    return json.loads((ingest_dir / "counts.json").read_text()), pd.read_parquet(ingest_dir / "profile.parquet")
+
+
 def run_validate(cfg: IngestConfig, ingest_dir: Path, docs: Path, out_json: Path, metrics: Path) -> dict:
-    counts = json.loads((ingest_dir / "counts.json").read_text())
-    profile = pd.read_parquet(ingest_dir / "profile.parquet")
+    counts, profile = _read_ingest(ingest_dir)
     with atomic_dir(docs) as tmp:
         results = validate_profile(profile, cfg, tmp)
         # Data Docs load their CSS/JS from CDNs and stay blank offline: point them at local copies
@@ -121,6 +131,8 @@ def run_validate(cfg: IngestConfig, ingest_dir: Path, docs: Path, out_json: Path
         "all_rows_unexpected": sum(e["unexpected_count"] for e in results["all_rows"]["expectations"]),
         "quarantined_share": share,
         "unreadable_shards": counts["unreadable_shards"],
+        "lost": counts.get("lost", 0),
+        "winners": counts["kept"],
     }
     write_json(metrics, summary)
     problems = []
@@ -128,8 +140,15 @@ def run_validate(cfg: IngestConfig, ingest_dir: Path, docs: Path, out_json: Path
         bad = [f"{e['expectation']}({e['column']}): {e['unexpected_count']} rows"
                for e in results["kept"]["expectations"] if not e["success"]]
         problems.append("kept winners fail expectations (an ingest bug): " + "; ".join(bad))
+    if counts["kept"] < cfg.min_winners:
+        problems.append(
+            f"{counts['kept']} winners kept of {counts['rows_in']} rows in (ties {counts['tie']}, excluded "
+            f"{counts['excluded']}, duplicates {counts['duplicate']}, quarantined {counts['quarantined']}, "
+            f"lost {counts.get('lost', 0)}), fewer than ingest.min_winners={cfg.min_winners}"
+        )
     if share > cfg.max_quarantine_share:
-        top = sorted(counts["reasons"].items(), key=lambda kv: -kv[1])[:5]
+        # counts["reasons"] holds the quarantined rows' reasons only (exclusions are counted apart)
+        top = sorted(counts["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:5]
         problems.append(
             f"{counts['quarantined']} of {counts['rows_in']} rows quarantined ({share:.1%}), above "
             f"ingest.max_quarantine_share={cfg.max_quarantine_share:g}; top reasons: {top}; "
@@ -137,7 +156,8 @@ def run_validate(cfg: IngestConfig, ingest_dir: Path, docs: Path, out_json: Path
         )
     if counts["unreadable_shards"] > cfg.max_unreadable_shards:
         problems.append(
-            f"{counts['unreadable_shards']} unreadable shard(s), above ingest.max_unreadable_shards="
+            f"{counts['unreadable_shards']} unreadable shard(s) ({counts.get('lost', 0)} rows lost inside "
+            f"them), above ingest.max_unreadable_shards="
             f"{cfg.max_unreadable_shards}; see rows with table='shard' in {ingest_dir / 'quarantine.parquet'}"
         )
     if problems:

@@ -175,11 +175,15 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
           "## Data", ""]
     ing = m["ingest"]
     if ing:
-        md += ["| rows in | kept | ties | excluded | duplicates | quarantined | losers kept | unreadable shards |",
-               "|---|---|---|---|---|---|---|---|",
+        # rows in = kept + ties + excluded + duplicates + quarantined + lost (rows of unreadable row groups)
+        md += ["| rows in | kept | ties | excluded | duplicates | quarantined | lost | losers kept | unreadable shards |",
+               "|---|---|---|---|---|---|---|---|---|",
                f"| {ing.get('rows_in')} | {ing.get('kept')} | {ing.get('tie')} | {ing.get('excluded')} | "
-               f"{ing.get('duplicate')} | {ing.get('quarantined')} | {ing.get('losers_kept')} | "
+               f"{ing.get('duplicate')} | {ing.get('quarantined')} | {ing.get('lost', 0)} | {ing.get('losers_kept')} | "
                f"{ing.get('unreadable_shards')} |", ""]
+        if ing.get("conversions"):
+            md += ["Winners converted to RGB: " + ", ".join(f"{k} {v}" for k, v in ing["conversions"].items())
+                   + ".", ""]
     val = m["validate"]
     if val:
         md += [f"Great Expectations suite: {val.get('expectations')} expectations, kept rows pass: "

@@ -1,0 +1,76 @@
+"""A pipeline whose ingest.source is a folder outside the project: planned, run and tracked by DVC."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from seppo.world.pickapic import PICKAPIC_SCHEMA
+from tests.test_data_ingest import row
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def sh(cmd, cwd, env):
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def test_an_external_mirror_plans_runs_and_invalidates_ingest_without_the_world(tmp_path):
+    mirror, proj = tmp_path / "mirror", tmp_path / "proj"
+    mirror.mkdir()
+    for k in range(2):
+        rows = [row(10 * k + i, caption=f"caption {k} {i}") for i in range(3)]
+        pq.write_table(pa.Table.from_pylist(rows, schema=PICKAPIC_SCHEMA), mirror / f"train-0000{k}-of-00002.parquet")
+    (mirror / "README.md").write_text("a mirror\n")
+    proj.mkdir()
+    shutil.copytree(ROOT / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["ingest"]["source"] = str(mirror)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}", PYTHONPATH=str(proj / "src"),
+               DVC_NO_ANALYTICS="1")
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t.invalid"],
+                ["git", "config", "user.name", "t"]):
+        sh(cmd, proj, env)
+    sh([str(BIN / "dvc"), "init", "-q"], proj, env)
+    sh([sys.executable, "-m", "seppo.cli", "plan"], proj, env)
+    stage = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]["ingest"]
+    assert stage["deps"][0] == str(mirror)
+
+    out = sh([str(BIN / "dvc"), "repro", "ingest"], proj, env)
+    assert "'world'" not in out and not (proj / "data" / "world").exists()  # the world never ran
+    counts = yaml.safe_load((proj / "data" / "ingest" / "counts.json").read_text())
+    assert (counts["rows_in"], counts["kept"]) == (6, 6)
+    assert [Path(x["path"]).name for x in counts["ignored_files"]] == ["README.md"]
+    lock = yaml.safe_load((proj / "dvc.lock").read_text())["stages"]["ingest"]
+    assert lock["deps"][0]["path"] == str(mirror) and lock["params"]["params.yaml"]["ingest"]["source"] == str(mirror)
+    assert "ingest" not in sh([str(BIN / "dvc"), "status", "ingest"], proj, env)
+
+    # a touched shard makes ingest stale, and a re-run reads the new rows
+    rows = [row(30 + i, caption=f"new {i}") for i in range(2)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=PICKAPIC_SCHEMA), mirror / "train-00001-of-00002.parquet")
+    status = sh([str(BIN / "dvc"), "status", "ingest"], proj, env)
+    assert "ingest" in status and "modified" in status and str(mirror) in status
+    sh([str(BIN / "dvc"), "repro", "ingest"], proj, env)
+    counts = yaml.safe_load((proj / "data" / "ingest" / "counts.json").read_text())
+    assert (counts["rows_in"], counts["kept"]) == (5, 5)
+    assert "ingest" not in sh([str(BIN / "dvc"), "status", "ingest"], proj, env)
+
+
+def test_a_flow_override_of_the_ingest_source_replans_the_graph(tmp_path):
+    from flows.pipeline import plan_command
+
+    assert plan_command({"train.lr": 3e-5}) is None
+    cmd = plan_command({"ingest.source": str(tmp_path / "mirror"), "ingest.revision": None, "train.rounds": 2})
+    assert cmd[1:] == ["plan", "--set", "train.rounds=2", "--set", f"ingest.source=\"{tmp_path / 'mirror'}\"",
+                       "--set", "ingest.revision=null"]
+    # the values survive `seppo plan --set` (parsed as YAML) unchanged
+    assert [yaml.safe_load(a.split("=", 1)[1]) for a in cmd[3::2]] == [2, str(tmp_path / "mirror"), None]
