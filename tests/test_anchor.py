@@ -83,7 +83,6 @@ def test_anchor_evidence_overrides_the_loss_draw():
     ({"criterion": "soft"}, "criterion=soft needs a standard error"),
     ({"anchor_margin_z": 2.0}, "anchor_margin_z=2.0 needs a standard error"),
     ({"anchor_draws": 1}, "anchor_draws=1 has no standard error"),
-    ({"criterion": "none", "anchor_draws": 4, "anchor_margin_z": 1.0}, "applies to criterion sign or indicator"),
 ])
 def test_anchor_params_that_cannot_work_fail_at_load(bad, match):
     with pytest.raises(ConfigError, match=match):

@@ -282,7 +282,7 @@ class TrainConfig(_Section):
         "K reference forwards per winner, see benchmarks/bench_anchor.py) and knows its standard error.")
     anchor_margin_z: float = Field(
         0.0, ge=0.0, description="sign/indicator: decide only where |mean gap| > z * SE; elsewhere use "
-        "anchor_fallback. 0 = no margin. Needs anchor_draws >= 2.")
+        "anchor_fallback. 0 = no margin. Needs anchor_draws >= 2; criteria none and soft ignore it.")
     anchor_fallback: Literal["loser", "drop"] = Field(
         "loser", description="s where the margin is not met: loser (+1, plain DPO pair) or drop (0, winner-only term).")
     anchor_soft_c: float = Field(1.0, gt=0.0, description="soft anchor: s = tanh(gap / (c * SE)).")
@@ -360,8 +360,6 @@ class TrainConfig(_Section):
         if self.anchor_draws < 2 and (self.criterion == "soft" or self.anchor_margin_z > 0):
             what = "criterion=soft" if self.criterion == "soft" else f"anchor_margin_z={self.anchor_margin_z}"
             raise ValueError(f"{what} needs a standard error: set anchor_draws >= 2 (got {self.anchor_draws})")
-        if self.anchor_margin_z > 0 and self.criterion not in ("sign", "indicator"):
-            raise ValueError(f"anchor_margin_z applies to criterion sign or indicator (got {self.criterion!r})")
         return self
 
     def anchor(self):
