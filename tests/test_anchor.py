@@ -148,6 +148,34 @@ def test_identical_weights_give_s_zero_under_mixed_precision(project, tmp_path):
     assert float(tie[1].split("\t")[1]) == 1.0
 
 
+@pytest.mark.parametrize("mode", ["in_step", "precomputed"])
+def test_reference_runs_in_the_policys_dtype_and_autocast(project, tmp_path, mode):  # noqa: F811
+    """On CUDA a half-precision reference next to an fp32 policy under autocast gives errors ~4e-4 apart
+    for identical weights; on CPU bf16 the two happen to agree, so check the contract itself (fp32
+    reference weights), and the precomputed path end to end: its errors must be made under training's
+    autocast, or round 1's first update (policy == reference) is not a tie."""
+    from accelerate.state import AcceleratorState
+
+    from seppo.training.trainer import _Run
+
+    root = fresh(project, tmp_path)
+    cfg = TrainConfig(**{**TINY, "updates_per_round": 1, "mixed_precision": "bf16", "reference_errors": mode})
+    run_select(cfg, 1, Layout(root))
+    run_refsamples(cfg, 1, Layout(root), root / "data/cache")
+    AcceleratorState._reset_state(True)
+    try:
+        if mode == "in_step":
+            run = _Run(cfg, 1, Layout(root), root / "data/cache")
+            assert run.acc.mixed_precision == "bf16"
+            assert next(run.reference.parameters()).dtype == torch.float32
+            assert next(run.policy.parameters()).dtype == torch.float32
+        else:
+            summary = run_train(cfg, 1, Layout(root), root / "data/cache")
+            assert summary["share_s_dropped"] == 1.0
+    finally:
+        AcceleratorState._reset_state(True)
+
+
 def test_train_refuses_reference_samples_of_another_checkpoint(project, tmp_path):  # noqa: F811
     root = fresh(project, tmp_path)
     lay = Layout(root)
