@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..seeding import seed63 as _seed
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,6 @@ class Layout:
 
     def metrics(self, k: int) -> Path:
         return self.root / f"reports/metrics/round_{k}.json"
-
-
-def _seed(*parts) -> int:
-    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:
