@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .config import ConfigError, load_params
+from .config import ConfigError, Params, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file to read.")
@@ -25,12 +25,12 @@ def _exit_on(errors, code: int):
         raise typer.Exit(code) from None
 
 
-def _params(path: Path):
+def _params(path: Path) -> Params:
     with _exit_on(ConfigError, 2):
         return load_params(path)
 
 
-def _validated(data: dict, source: str):
+def _validated(data: dict, source: str) -> Params:
     """Params from an in-memory mapping (after overrides), exiting 2 with the error like _params."""
     from .config import parse_params
 
