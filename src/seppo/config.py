@@ -189,6 +189,13 @@ class IngestConfig(_Section):
         0, ge=0, description="The validate stage fails when more shards than this cannot be read."
     )
 
+    @model_validator(mode="after")
+    def _sides(self) -> "IngestConfig":
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side={self.min_side} exceeds max_side={self.max_side}: every row would be "
+                             "quarantined")
+        return self
+
 
 class CacheConfig(_Section):
     """Latents and text embeddings of the winners (and losers), encoded once by the base model."""
@@ -314,6 +321,16 @@ class TrainConfig(_Section):
         return self
 
 
+# The evaluation scorers by name (seppo.evaluation.scorers registers one factory per name; a test
+# checks that the two agree), so that a wrong name fails at load, not after every image is made.
+ScorerName = Literal["shapeland_utility", "pickscore_x100", "hps_v20_x100", "hps_v21_x100", "imagereward",
+                     "clip_l14_x100", "aesthetic_laion"]
+SCORER_NAMES: tuple[str, ...] = ScorerName.__args__
+# The folder the scorer_model stage writes (the embedded world's PickScore)
+EMBEDDED_PICKSCORE = "models/pickscore"
+EMBEDDED_PREFERENCES = "data/world/pickapic"
+
+
 class ScorerModels(_Section):
     """Where each scorer's weights are: local paths, or Hub ids looked up in the local HF cache."""
 
@@ -385,10 +402,9 @@ class EvaluateConfig(_Section):
     accelerate_config: str | None = Field(
         None, description="accelerate config for the eval_<checkpoint> stages: images are split across its "
         "processes (every P-th image each) and gathered; null = one process.")
-    scorers: list[str] = Field(
+    scorers: list[ScorerName] = Field(
         ["shapeland_utility"], min_length=1,
-        description="Scorer names: shapeland_utility, pickscore_x100, hps_v20_x100, hps_v21_x100, "
-        "imagereward, clip_l14_x100, aesthetic_laion.")
+        description="Scorer names (each carries its scale and version): " + ", ".join(SCORER_NAMES) + ".")
     models: ScorerModels = Field(default_factory=ScorerModels, description=ScorerModels.__doc__)
     n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (over prompts).")
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
@@ -426,11 +442,27 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
+        """Rules that span sections: checked at load, before any stage runs."""
         if self.base_samples.prompts > self.world.eval_prompts:
             raise ValueError(
                 f"base_samples.prompts={self.base_samples.prompts} exceeds "
                 f"world.eval_prompts={self.world.eval_prompts}"
             )
+        if len(set(self.evaluate.scorers)) != len(self.evaluate.scorers):
+            raise ValueError(f"evaluate.scorers lists a scorer twice: {self.evaluate.scorers}")
+        models = self.evaluate.models.model_dump()
+        if "pickscore_x100" in self.evaluate.scorers and not self.scorer_model.enabled:
+            for key in ("pickscore_model", "pickscore_processor"):
+                if str(models[key] or "").rstrip("/") == EMBEDDED_PICKSCORE:
+                    raise ValueError(
+                        f"evaluate.models.{key}={models[key]} is written by the scorer_model stage, which "
+                        "scorer_model.enabled=false turns off: enable it, or point the key at PickScore's "
+                        "weights (yuvalkirstain/PickScore_v1)")
+        if self.scorer_model.enabled and self.ingest.source.rstrip("/") != EMBEDDED_PREFERENCES:
+            raise ValueError(
+                f"scorer_model.enabled=true trains on the embedded world's pairs and true utilities, but "
+                f"ingest.source={self.ingest.source!r} is another preference set: set scorer_model.enabled "
+                "to false (and evaluate.models.pickscore_* to the released PickScore)")
         return self
 
 
