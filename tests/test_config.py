@@ -24,8 +24,11 @@ def test_unknown_key_names_the_key_and_the_allowed_keys():
 
 
 def test_unknown_section_is_rejected():
-    with pytest.raises(ConfigError, match=r"trian: unknown key; allowed keys here: base_model"):
+    with pytest.raises(ConfigError, match=r"trian: unknown key; did you mean train\? allowed keys here: base_model"):
         parse_params({"trian": {}})
+    with pytest.raises(ConfigError) as err:  # nothing close: no guess
+        parse_params({"zzz": {}})
+    assert "did you mean" not in str(err.value)
 
 
 def test_bad_literal_lists_allowed_values():

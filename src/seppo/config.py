@@ -7,6 +7,8 @@ load time with the dotted key, the offending value and the allowed values or key
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -479,14 +481,27 @@ def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return ", ".join(sorted(current.model_fields))
 
 
+def _nearest(word: str, choices: list[str]) -> str | None:
+    """The choice a typo most likely meant (difflib ratio >= 0.6), if any."""
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def _format(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key; allowed keys here: {_allowed(Params, e['loc'])}")
+            allowed = _allowed(Params, e["loc"])
+            near = _nearest(str(e["loc"][-1]), allowed.split(", ")) if allowed else None
+            hint = f" did you mean {'.'.join([*map(str, e['loc'][:-1]), near])}?" if near else ""
+            lines.append(f"  {key}: unknown key;{hint} allowed keys here: {allowed}")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+            hint = ""
+            if e["type"] == "literal_error" and isinstance(e.get("input"), str):
+                near = _nearest(e["input"], re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", ""))))
+                hint = f"; did you mean {near!r}?" if near else ""
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r}){hint}")
     return "\n".join(lines)
 
 
