@@ -100,7 +100,8 @@ def closure(entries: list[str] | tuple[str, ...], src: Path = SRC) -> list[str]:
 
 
 def dep_paths(entries: list[str] | tuple[str, ...], src: Path = SRC) -> list[str]:
-    """The files of ``closure(entries)`` minus NOT_CODE_DEPS, as paths from the project root."""
+    """The files of ``closure(entries)`` minus NOT_CODE_DEPS, as paths from the project root (src/seppo/...,
+    also when the package runs from an installed copy)."""
     mods = modules(src)
-    root = src.parent.parent  # the project root holds src/
-    return [mods[m].relative_to(root).as_posix() for m in closure(entries, src) if m not in NOT_CODE_DEPS]
+    return ["src/" + mods[m].relative_to(src.parent).as_posix()
+            for m in closure(entries, src) if m not in NOT_CODE_DEPS]
