@@ -78,9 +78,12 @@ def dvc_exp_run(overrides: dict[str, Any], name: str | None, project_dir: str) -
 
 @task
 def plan_with_overrides(overrides: dict[str, Any], project_dir: str) -> None:
-    """When overrides change the number of rounds, the graph must be re-planned first."""
-    if "train.rounds" in overrides:
-        _run([_bin("seppo"), "plan", "--set", f"train.rounds={overrides['train.rounds']}"], project_dir)
+    """Re-plan the graph with the overrides first: besides train.rounds, other keys shape it too (a stage's
+    params follow its settings, e.g. train.lr_schedule; scorer_model.enabled adds or drops a stage)."""
+    cmd = [_bin("seppo"), "plan"]
+    for k, v in sorted(overrides.items()):
+        cmd += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    _run(cmd, project_dir)
 
 
 @task

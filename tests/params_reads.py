@@ -46,8 +46,8 @@ def _imports_of(mod: str, nodes, mods) -> dict:
 
 
 class Reads:
-    def __init__(self):
-        self.mods = modules()
+    def __init__(self, src=None):
+        self.mods = modules(src) if src else modules()
         self.index: dict[str, Module] = {}
 
     def module(self, name: str) -> Module:
@@ -86,6 +86,7 @@ class Reads:
         node = self.module(mod).defs[fn]
         reads: set[str] = set()
         seen: set = set()
+        self.by_name: dict = {}  # a name annotated with one config class in the reached code (cfg -> TrainConfig)
         class_attrs: dict = {}  # (module, class) -> {attr: config class}
         todo = [(mod, node, {}, None)]
         while todo:
@@ -95,6 +96,12 @@ class Reads:
                 continue
             seen.add(key)
             if isinstance(fnode, ast.ClassDef):
+                for n in fnode.body:  # dataclass-style fields: `cfg: TrainConfig`
+                    if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name):
+                        ann = getattr(n.annotation, "id", getattr(n.annotation, "value", None))
+                        if ann in CONFIG_CLASSES:
+                            class_attrs.setdefault((mod, fnode.name), {})[n.target.id] = CONFIG_CLASSES[ann]
+                            self._name(n.target.id, CONFIG_CLASSES[ann])
                 methods = [n for n in fnode.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
                 methods.sort(key=lambda n: n.name != "__init__")  # __init__ first: it sets self.cfg
                 for meth in methods:
@@ -107,17 +114,17 @@ class Reads:
         env = dict(bound)
         args = fnode.args.posonlyargs + fnode.args.args + fnode.args.kwonlyargs
         for a in args:
-            if isinstance(a.annotation, ast.Name) and a.annotation.id in CONFIG_CLASSES:
-                env.setdefault(a.arg, CONFIG_CLASSES[a.annotation.id])
-            elif isinstance(a.annotation, ast.Constant) and a.annotation.value in CONFIG_CLASSES:
-                env.setdefault(a.arg, CONFIG_CLASSES[a.annotation.value])
+            ann = getattr(a.annotation, "id", getattr(a.annotation, "value", None))
+            if ann in CONFIG_CLASSES:
+                env.setdefault(a.arg, CONFIG_CLASSES[ann])
+                self._name(a.arg, CONFIG_CLASSES[ann])
         local = _imports_of(mod, [n for n in ast.walk(fnode) if isinstance(n, (ast.Import, ast.ImportFrom))],
                             self.mods)
         attrs = class_attrs.setdefault(owner, {}) if owner else {}
 
         def typeof(e):
             if isinstance(e, ast.Name):
-                return env.get(e.id)
+                return env.get(e.id) or self.by_name.get(e.id)
             if isinstance(e, ast.Attribute):
                 if isinstance(e.value, ast.Name) and e.value.id == "self" and e.attr in attrs:
                     return attrs[e.attr]
@@ -125,6 +132,8 @@ class Reads:
                 if base is not None and e.attr in base.model_fields:
                     ann = base.model_fields[e.attr].annotation
                     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+                if base is None:  # `state.cfg.lr`: an untracked object's attribute named like a config
+                    return self.by_name.get(e.attr)
             if isinstance(e, ast.Call):  # a package function annotated to return a config
                 res = None
                 if isinstance(e.func, ast.Name):
@@ -164,7 +173,7 @@ class Reads:
                     res = self.lookup(mod, n.value.id, local)
                     if res and res[0] == "module":
                         target = self.lookup(res[1], n.attr, {})
-            if not target or target[0] == "module":
+            if not target or target[0] in ("module", C.__name__):  # config's validators read every key
                 continue
             tmod, tnode = target
             callee_env = {}
@@ -181,6 +190,12 @@ class Reads:
                         callee_env[kw.arg] = typ
             todo.append((tmod, tnode, callee_env, towner))
 
+    def _name(self, name: str, cls) -> None:
+        """Remember that ``name`` holds ``cls`` in the reached code; ambiguous names hold nothing."""
+        if name in ("self", "params", "p"):
+            return
+        self.by_name[name] = cls if self.by_name.get(name, cls) is cls else None
+
     @staticmethod
     def _params_of(node) -> list[str]:
         if isinstance(node, ast.ClassDef):
@@ -189,8 +204,8 @@ class Reads:
         return [a.arg for a in node.args.posonlyargs + node.args.args]
 
 
-def reads(entry: str) -> set[str]:
-    return Reads().analyse(entry)
+def reads(entry: str, src=None) -> set[str]:
+    return Reads(src).analyse(entry)
 
 
 if __name__ == "__main__":  # print what each stage reads

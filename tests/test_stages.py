@@ -140,3 +140,24 @@ def test_import_closure_on_a_crafted_package(tmp_path):
     assert dep_paths(["seppo.sub.b"], pkg) == ["src/seppo/c.py", "src/seppo/sub/__init__.py", "src/seppo/sub/b.py"]
     assert dep_paths(["seppo.d"], pkg) == ["src/seppo/a.py", "src/seppo/c.py", "src/seppo/d.py",
                                            "src/seppo/sub/__init__.py", "src/seppo/sub/b.py"]  # no config.py
+
+
+def test_the_analysis_on_a_crafted_stage(tmp_path):
+    pkg = tmp_path / "src" / "seppo"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text(
+        "def lr_of(state):\n    return state.cfg.lr\n\n"            # untyped holder of a `cfg`
+        "def unused(cfg: TrainConfig):\n    return cfg.criterion\n")   # only referenced: counted too
+    (pkg / "stage.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from .helpers import lr_of\n\n"
+        "@dataclass\nclass State:\n    cfg: TrainConfig\n\n"
+        "def run(cfg: TrainConfig, other):\n"
+        "    sampling = cfg.ref_sampling\n"
+        "    steps = sampling.steps\n"          # nested: part of train.ref_sampling
+        "    other.beta\n"                      # not a config: not a read
+        "    lr_of(State(cfg))\n"
+        "    def later():\n        from . import helpers\n        return helpers.unused\n"
+        "    return cfg.seed\n")
+    assert reads("seppo.stage:run", pkg) == {"train.ref_sampling", "train.lr", "train.seed", "train.criterion"}
