@@ -3,7 +3,8 @@
 DVC templating cannot express "round k depends on round k-1", so `seppo plan` writes dvc.yaml
 from params.yaml, and a test fails when the committed dvc.yaml is stale. Change `train.rounds`,
 run `seppo plan` (the Makefile and the Prefect flow do it), and `dvc repro` re-plans the graph.
-Every stage lists exactly its deps, the params it reads and its outs.
+Every stage lists exactly its deps, the params it reads and its outs: the params and code deps
+come from src/seppo/stages.py (the keys each stage's code reads) and the import graph.
 """
 
 from __future__ import annotations
