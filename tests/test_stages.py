@@ -1,6 +1,7 @@
 """Stage params and code deps in dvc.yaml: exactly what each stage's code reads and imports."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from seppo import stages as S
-from seppo.code_deps import NOT_CODE_DEPS, closure, dep_paths
+from seppo.code_deps import NOT_CODE_DEPS, closure, command_modules, dep_paths
 from seppo.config import Params, parse_params
 from seppo.dvc_plan import build, render
 
@@ -43,9 +44,9 @@ def test_declared_params_are_exactly_what_the_code_reads(stage):
 def test_the_check_fails_on_an_undeclared_or_unread_key(monkeypatch):
     stage = S.STAGES["refsamples"]
     without_seed = tuple(k for k in stage.reads if k != "train.seed")
-    monkeypatch.setitem(S.STAGES, "refsamples", S.Stage(stage.entry, without_seed))
+    monkeypatch.setitem(S.STAGES, "refsamples", S.Stage(without_seed))
     assert mismatch("refsamples") == ({"train.seed"}, set())
-    monkeypatch.setitem(S.STAGES, "refsamples", S.Stage(stage.entry, (*stage.reads, "train.criterion")))
+    monkeypatch.setitem(S.STAGES, "refsamples", S.Stage((*stage.reads, "train.criterion")))
     assert mismatch("refsamples") == (set(), {"train.criterion"})
 
 
@@ -72,8 +73,7 @@ def test_new_train_keys_of_issue_13_are_predeclared(monkeypatch):
     assert {"train.noise_offset", "train.oracle"} <= set(S.STAGES["refsamples"].reads)
     # tolerated while TrainConfig lacks them; a typo is not
     S.params_of("refsamples")
-    monkeypatch.setitem(S.STAGES, "x", S.Stage("seppo.training.reference_samples:run_refsamples",
-                                               ("train.nosie_offset",)))
+    monkeypatch.setitem(S.STAGES, "x", S.Stage(("train.nosie_offset",)))
     with pytest.raises(KeyError, match="train.nosie_offset"):
         S.params_of("x")
 
@@ -104,19 +104,20 @@ def test_code_deps_are_every_module_the_stage_imports():
     script = (
         "import importlib, json, sys\n"
         "out = {}\n"
-        "for m in sys.argv[1:]:\n"
+        "for stage, mods in json.loads(sys.argv[1]).items():\n"
         "    for k in [k for k in sys.modules if k == 'seppo' or k.startswith('seppo.')]:\n"
         "        del sys.modules[k]\n"
-        "    importlib.import_module(m)\n"
-        "    out[m] = sorted(k for k in sys.modules if k == 'seppo' or k.startswith('seppo.'))\n"
+        "    for m in mods:\n"
+        "        importlib.import_module(m)\n"
+        "    out[stage] = sorted(k for k in sys.modules if k == 'seppo' or k.startswith('seppo.'))\n"
         "print(json.dumps(out))\n")
-    mods = sorted({s.module for s in S.STAGES.values()})
-    res = subprocess.run([sys.executable, "-c", script, *mods], capture_output=True, text=True, check=True,
-                         cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
+    commands = {name: command_modules(name) for name in S.STAGES}
+    res = subprocess.run([sys.executable, "-c", script, json.dumps(commands)], capture_output=True, text=True,
+                         check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     loaded = json.loads(res.stdout.strip().splitlines()[-1])
-    for name, spec in S.STAGES.items():
+    for name in S.STAGES:
         deps = set(stages[plan.get(name, name)]["deps"])
-        for m in loaded[spec.module]:  # module-level imports, as Python runs them
+        for m in loaded[name]:  # module-level imports, as Python runs them
             if m in NOT_CODE_DEPS:
                 continue
             path = "src/" + m.replace(".", "/")
@@ -161,3 +162,11 @@ def test_the_analysis_on_a_crafted_stage(tmp_path):
         "    def later():\n        from . import helpers\n        return helpers.unused\n"
         "    return cfg.seed\n")
     assert reads("seppo.stage:run", pkg) == {"train.ref_sampling", "train.lr", "train.seed", "train.criterion"}
+
+
+def test_a_stage_runs_the_modules_its_command_imports():
+    assert command_modules("train") == ["seppo.training.plan", "seppo.training.trainer"]
+    assert command_modules("ingest") == ["seppo.data.ingest", "seppo.data.sources"]
+    assert set(S.STAGES) <= {c.callback.__name__ for c in __import__("seppo.cli").cli.app.registered_commands}
+    with pytest.raises(KeyError, match="no command function"):
+        command_modules("nope")

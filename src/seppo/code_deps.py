@@ -82,6 +82,23 @@ def direct_imports(module: str, src: Path = SRC) -> set[str]:
     return found
 
 
+def command_modules(command: str, cli: str = "seppo.cli", src: Path = SRC) -> list[str]:
+    """The package modules the CLI function ``command`` imports (what the stage's subcommand runs)."""
+    mods = modules(src)
+    tree = ast.parse(mods[cli].read_text())
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == command), None)
+    if fn is None:
+        raise KeyError(f"{mods[cli]}: no command function {command!r}")
+    found = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.ImportFrom):
+            base = _base(cli, node.level, node.module, mods)
+            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in mods}
+    return sorted(m for m in found if m in mods)
+
+
 def closure(entries: list[str] | tuple[str, ...], src: Path = SRC) -> list[str]:
     """Every package module reachable from ``entries`` through imports (entries included), sorted."""
     mods = modules(src)

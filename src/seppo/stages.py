@@ -31,12 +31,10 @@ def every(section: str, *but: str) -> Every:
 
 @dataclass(frozen=True)
 class Stage:
-    entry: str                       # "package.module:function" the stage's subcommand calls
-    reads: tuple[str | Every, ...]   # "section.key" or every(section, but...)
+    """A stage runs the seppo.cli command of its name (eval_generate: `seppo eval-generate`); its code
+    deps are the modules that command imports, transitively (code_deps.command_modules)."""
 
-    @property
-    def module(self) -> str:
-        return self.entry.split(":")[0]
+    reads: tuple[str | Every, ...]   # "section.key" or every(section, but...)
 
 
 # Keys that are being added to TrainConfig (issue 13) and that stages other than `train` read:
@@ -50,30 +48,28 @@ TRAIN_PLAN_ONLY = ("rounds", "accelerate_config")
 TRAIN_UPSTREAM_ONLY = ("strategy", "ref_samples", "ref_samples_per_prompt", "ref_batch_size", "ref_sampling")
 
 STAGES: dict[str, Stage] = {
-    "world": Stage("seppo.world.stage:run_world", (every("world"),)),
-    "base_model": Stage("seppo.models.stage:run_base_model", (every("base_model"),)),
-    "base_samples": Stage("seppo.reports.base_samples:run_base_samples", (every("base_samples"),)),
-    "ingest": Stage("seppo.data.ingest:run_ingest",
-                    (every("ingest", "max_quarantine_share", "max_unreadable_shards"),)),
-    "validate": Stage("seppo.data.expectations:run_validate", (
+    "world": Stage((every("world"),)),
+    "base_model": Stage((every("base_model"),)),
+    "base_samples": Stage((every("base_samples"),)),
+    "ingest": Stage((every("ingest", "max_quarantine_share", "max_unreadable_shards"),)),
+    "validate": Stage((
         "ingest.allowed_formats", "ingest.allowed_modes", "ingest.max_caption_chars", "ingest.max_side",
         "ingest.min_side", "ingest.max_quarantine_share", "ingest.max_unreadable_shards")),
-    "cache": Stage("seppo.data.cache:run_cache", (every("cache"),)),
-    "scorer_model": Stage("seppo.evaluation.pickscore_train:run_scorer_model",
-                          (every("scorer_model", "enabled"), "world.image_size")),
-    "select": Stage("seppo.training.reference_samples:run_select", ("train.loss", "train.strategy", "train.seed")),
-    "refsamples": Stage("seppo.training.reference_samples:run_refsamples", (
+    "cache": Stage((every("cache"),)),
+    "scorer_model": Stage((every("scorer_model", "enabled"), "world.image_size")),
+    "select": Stage(("train.loss", "train.strategy", "train.seed")),
+    "refsamples": Stage((
         "train.loss", "train.seed", "train.updates_per_round", "train.micro_batch", "train.grad_accum",
         "train.processes", "train.ref_samples", "train.ref_samples_per_prompt", "train.ref_batch_size",
         "train.ref_sampling", "train.reference_errors", "train.noise_offset", "train.oracle")),
-    "train": Stage("seppo.training.trainer:run_train", (every("train", *TRAIN_PLAN_ONLY, *TRAIN_UPSTREAM_ONLY),)),
-    "eval_generate": Stage("seppo.evaluation.generate:run_eval_generate", (
+    "train": Stage((every("train", *TRAIN_PLAN_ONLY, *TRAIN_UPSTREAM_ONLY),)),
+    "eval_generate": Stage((
         "evaluate.prompts", "evaluate.prompt_column", "evaluate.split", "evaluate.max_prompts",
         "evaluate.seeds", "evaluate.sampling", "evaluate.batch_size")),
-    "evaluate": Stage("seppo.evaluation.stage:run_evaluate", (
+    "evaluate": Stage((
         "evaluate.prompts", "evaluate.split", "evaluate.seeds", "evaluate.sampling", "evaluate.batch_size",
         "evaluate.scorers", "evaluate.models", "evaluate.n_boot", "evaluate.seed", "evaluate.grid_prompts")),
-    "report": Stage("seppo.reports.build:run_report", (
+    "report": Stage((
         "train.loss", "train.rounds", "train.strategy", "train.criterion", "train.beta", "train.lr",
         "train.updates_per_round", "train.micro_batch", "train.grad_accum", "train.seed", "train.ref_samples",
         "train.ref_sampling", "evaluate.scorers", "evaluate.models", "base_model.source",
