@@ -76,23 +76,19 @@ def dvc_exp_run(overrides: dict[str, Any], name: str | None, project_dir: str) -
     return _run(cmd, project_dir)
 
 
-# Params that shape dvc.yaml: the rounds, and the ingest source (a local source is a dep of ingest)
-GRAPH_KEYS = ("train.rounds", "ingest.source", "ingest.source_format", "ingest.revision")
-
-
-def plan_command(overrides: dict[str, Any]) -> list[str] | None:
-    """`seppo plan --set k=v ...` for the overrides that change the graph, or None."""
-    keys = [k for k in GRAPH_KEYS if k in overrides]
-    if not keys:
-        return None
-    return [_bin("seppo"), "plan", *(a for k in keys for a in ("--set", f"{k}={json.dumps(overrides[k])}"))]
+def plan_command(overrides: dict[str, Any]) -> list[str]:
+    """`seppo plan --set k=v ...` with every override (values as JSON, which `--set` reads as YAML)."""
+    cmd = [_bin("seppo"), "plan"]
+    for k, v in sorted(overrides.items()):
+        cmd += ["--set", f"{k}={json.dumps(v)}"]
+    return cmd
 
 
 @task
 def plan_with_overrides(overrides: dict[str, Any], project_dir: str) -> None:
-    """When overrides change the graph (rounds, ingest source), dvc.yaml must be re-planned first."""
-    if cmd := plan_command(overrides):
-        _run(cmd, project_dir)
+    """Re-plan the graph with the overrides first: besides train.rounds, other keys shape it too (the
+    ingest source is a dep of ingest; a stage's params follow its settings, e.g. train.lr_schedule)."""
+    _run(plan_command(overrides), project_dir)
 
 
 @task

@@ -98,3 +98,47 @@ def test_download_models_skips_weights_the_pipeline_builds(tmp_path, monkeypatch
     res = CliRunner().invoke(app, ["download-models", "--params", str(tmp_path / "params.yaml"), "--scorers-only"])
     assert res.exit_code == 0, res.output  # not mistaken for a Hub repo named "models/pickscore"
     assert res.output.count("built by the pipeline, skipped") == 2
+
+
+def test_help_texts_are_plain_text():
+    """No reStructuredText markup (``x``, :func:) nor backticks printed literally in any help page."""
+    pages = [runner.invoke(app, ["--help"])]
+    for c in app.registered_commands:
+        pages.append(runner.invoke(app, [c.name or c.callback.__name__.replace("_", "-"), "--help"]))
+    for res in pages:
+        assert res.exit_code == 0, res.output
+        assert "`" not in res.output and ":func:" not in res.output and ":class:" not in res.output, res.output
+
+
+def test_unknown_key_suggests_the_near_one(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("train:\n  round: 3\n")
+    res = runner.invoke(app, ["check-params", "--params", str(p)])
+    assert res.exit_code == 2
+    assert "train.round: unknown key; did you mean train.rounds?" in res.output
+    # the same through an override, as `dvc exp run -S` would pass it
+    (tmp_path / "ok.yaml").write_text("{}\n")
+    res = runner.invoke(app, ["plan", "--params", str(tmp_path / "ok.yaml"), "--out", str(tmp_path / "dvc.yaml"),
+                              "--set", "train.lr_shedule=cosine"])
+    assert res.exit_code == 2 and "did you mean train.lr_schedule?" in res.output
+    assert not (tmp_path / "dvc.yaml").exists()
+    res = runner.invoke(app, ["plan", "--params", str(tmp_path / "ok.yaml"), "--out", str(tmp_path / "dvc.yaml"),
+                              "--set", "train.lr"])
+    assert res.exit_code == 2 and "expected section.key=value" in res.output
+
+
+def test_plan_overrides_and_preset_merge(tmp_path):
+    from seppo.params_edit import apply_overrides, merge
+
+    data = {"train": {"lr": 1e-5, "ref_sampling": {"steps": 20, "guidance": 7.5}}}
+    out = apply_overrides(data, ["train.lr=3e-5", "train.ref_sampling.steps=10", "evaluate.seeds=[0, 1, 2]"])
+    assert out == {"train": {"lr": 3e-5, "ref_sampling": {"steps": 10, "guidance": 7.5}},
+                   "evaluate": {"seeds": [0, 1, 2]}}
+    assert data["train"]["lr"] == 1e-5  # the input is not modified
+    assert merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}, "c": [1]}) == {"a": {"x": 1, "y": 3}, "b": 1, "c": [1]}
+    (tmp_path / "params.yaml").write_text("train:\n  rounds: 2\n")
+    res = runner.invoke(app, ["plan", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "dvc.yaml"),
+                              "--set", "train.rounds=4"])
+    assert res.exit_code == 0, res.output
+    assert "train_4:" in (tmp_path / "dvc.yaml").read_text()
+    assert (tmp_path / "params.yaml").read_text() == "train:\n  rounds: 2\n"  # overrides never write params

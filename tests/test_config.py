@@ -24,8 +24,11 @@ def test_unknown_key_names_the_key_and_the_allowed_keys():
 
 
 def test_unknown_section_is_rejected():
-    with pytest.raises(ConfigError, match=r"trian: unknown key; allowed keys here: base_model"):
+    with pytest.raises(ConfigError, match=r"trian: unknown key; did you mean train\? allowed keys here: base_model"):
         parse_params({"trian": {}})
+    with pytest.raises(ConfigError) as err:  # nothing close: no guess
+        parse_params({"zzz": {}})
+    assert "did you mean" not in str(err.value)
 
 
 def test_bad_literal_lists_allowed_values():
@@ -68,3 +71,45 @@ def test_every_field_is_documented():
                 walk(ann)
 
     walk(Params)
+
+
+def test_unknown_scorer_fails_at_load_with_the_allowed_names():
+    with pytest.raises(ConfigError) as err:
+        parse_params({"evaluate": {"scorers": ["shapeland_utility", "pickscore"]}}, "p.yaml")
+    msg = str(err.value)
+    assert "evaluate.scorers.1" in msg and "'pickscore'" in msg
+    for name in ("pickscore_x100", "hps_v21_x100", "imagereward", "aesthetic_laion"):
+        assert name in msg
+    with pytest.raises(ConfigError, match="lists a scorer twice"):
+        parse_params({"evaluate": {"scorers": ["imagereward", "imagereward"]}})
+
+
+def test_scorer_names_are_the_registry():
+    from seppo.config import SCORER_NAMES
+    from seppo.evaluation.scorers import REGISTRY
+    from seppo.evaluation.scorers.base import WEIGHT_KEYS
+
+    assert set(SCORER_NAMES) == set(REGISTRY)
+    assert set(WEIGHT_KEYS) <= set(SCORER_NAMES)
+
+
+def test_cross_section_rules_at_load():
+    embedded_ps = {"scorers": ["pickscore_x100"], "models": {"pickscore_model": "models/pickscore",
+                                                           "pickscore_processor": "models/pickscore"}}
+    with pytest.raises(ConfigError, match=r"pickscore_model=models/pickscore is written by the scorer_model stage"):
+        parse_params({"scorer_model": {"enabled": False}, "evaluate": embedded_ps})
+    parse_params({"scorer_model": {"enabled": True}, "evaluate": embedded_ps})  # built by the pipeline: fine
+    parse_params({"scorer_model": {"enabled": False}, "evaluate": {"scorers": ["pickscore_x100"]}})  # Hub ids
+    with pytest.raises(ConfigError, match=r"ingest.source='/data/pap' is another preference set"):
+        parse_params({"ingest": {"source": "/data/pap"}})
+    parse_params({"ingest": {"source": "/data/pap"}, "scorer_model": {"enabled": False}})
+    with pytest.raises(ConfigError, match="min_side=64 exceeds max_side=32"):
+        parse_params({"ingest": {"min_side": 64, "max_side": 32}})
+
+
+def test_presets_pass_every_rule():
+    for preset in sorted((ROOT / "configs").glob("*.yaml")):
+        data = yaml.safe_load((ROOT / "params.yaml").read_text())
+        for section, values in (yaml.safe_load(preset.read_text()) or {}).items():
+            data.setdefault(section, {}).update(values)
+        parse_params(data, str(preset))

@@ -68,9 +68,8 @@ def test_an_external_mirror_plans_runs_and_invalidates_ingest_without_the_world(
 def test_a_flow_override_of_the_ingest_source_replans_the_graph(tmp_path):
     from flows.pipeline import plan_command
 
-    assert plan_command({"train.lr": 3e-5}) is None
     cmd = plan_command({"ingest.source": str(tmp_path / "mirror"), "ingest.revision": None, "train.rounds": 2})
-    assert cmd[1:] == ["plan", "--set", "train.rounds=2", "--set", f"ingest.source=\"{tmp_path / 'mirror'}\"",
-                       "--set", "ingest.revision=null"]
+    assert cmd[1:] == ["plan", "--set", "ingest.revision=null", "--set", f"ingest.source=\"{tmp_path / 'mirror'}\"",
+                       "--set", "train.rounds=2"]
     # the values survive `seppo plan --set` (parsed as YAML) unchanged
-    assert [yaml.safe_load(a.split("=", 1)[1]) for a in cmd[3::2]] == [2, str(tmp_path / "mirror"), None]
+    assert [yaml.safe_load(a.split("=", 1)[1]) for a in cmd[3::2]] == [None, str(tmp_path / "mirror"), 2]

@@ -1,4 +1,8 @@
-"""The ``seppo`` command line: one subcommand per DVC stage, each reading its own params section."""
+"""The seppo command line: one subcommand per DVC stage, each reading its own params section.
+
+Commands only parse options and call the module that does the work; help texts are plain text
+(typer prints docstrings as written), so no reStructuredText markup in them.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,16 @@ from pathlib import Path
 
 import typer
 
-from .config import ConfigError, load_params
+from .config import ConfigError, Params, load_params
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="The seppo command line: one subcommand per DVC stage, each reading its own params section.")
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file to read.")
 
 
 @contextlib.contextmanager
 def _exit_on(errors, code: int):
-    """An expected failure of a stage: its message on stderr and exit ``code``, no traceback."""
+    """An expected failure of a stage: its message on stderr and exit `code`, no traceback."""
     try:
         yield
     except errors as err:
@@ -25,17 +30,9 @@ def _exit_on(errors, code: int):
         raise typer.Exit(code) from None
 
 
-def _params(path: Path):
+def _params(path: Path) -> Params:
     with _exit_on(ConfigError, 2):
         return load_params(path)
-
-
-def _validated(data: dict, source: str):
-    """Params from an in-memory mapping (after overrides), exiting 2 with the error like _params."""
-    from .config import parse_params
-
-    with _exit_on(ConfigError, 2):
-        return parse_params(data, source)
 
 
 def _show(metrics: dict) -> None:
@@ -218,27 +215,16 @@ def evaluate(
 def plan(
     params: Path = PARAMS,
     out: Path = typer.Option(Path("dvc.yaml"), help="Where to write."),
-    set_: list[str] = typer.Option([], "--set", help="key=value params overrides (as `dvc exp run -S`)."),
+    set_: list[str] = typer.Option([], "--set", help="key=value params overrides (as dvc exp run -S)."),
 ) -> None:
     """Write dvc.yaml from params (one select/refsamples/train stage per round)."""
-    import yaml
-
     from .dvc_plan import write
+    from .params_edit import load_with_overrides
 
-    if set_:
-        data = yaml.safe_load(params.read_text()) or {}
-        for item in set_:
-            key, _, value = item.partition("=")
-            cur = data
-            *parents, leaf = key.split(".")
-            for part in parents:
-                cur = cur.setdefault(part, {})
-            cur[leaf] = yaml.safe_load(value)
-        p = _validated(data, f"{params} with {set_}")
-    else:
-        p = _params(params)
     from .data.sources import SourceError
 
+    with _exit_on(ConfigError, 2):
+        p = load_with_overrides(params, set_) if set_ else load_params(params)
     with _exit_on(SourceError, 2):  # e.g. a Hub dataset id without a pinned ingest.revision
         changed = write(p, out)
     typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
@@ -268,26 +254,13 @@ def preset(
     params: Path = PARAMS,
 ) -> None:
     """Merge a preset into params.yaml (validated first; written atomically) and re-plan dvc.yaml."""
-    import yaml
-
     from .dvc_plan import write
-    from .io_utils import atomic_path
+    from .params_edit import apply_preset
 
-    def merge(base: dict, over: dict) -> dict:
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = merge(out.get(k) or {}, v) if isinstance(v, dict) else v
-        return out
-
-    data = merge(yaml.safe_load(params.read_text()) or {}, yaml.safe_load(file.read_text()) or {})
-    p = _validated(data, f"{params} + {file}")
     from .data.sources import SourceError
-    from .dvc_plan import render
 
-    with _exit_on(SourceError, 2):  # plannable before params.yaml is touched (e.g. a Hub id's revision)
-        render(p)
-    with atomic_path(params) as tmp:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    with _exit_on((ConfigError, SourceError), 2):
+        p = apply_preset(params, file)
     write(p)
     typer.echo(f"{params}: preset {file} applied; dvc.yaml re-planned ({p.train.rounds} rounds)")
 
@@ -299,28 +272,12 @@ def download_models(
 ) -> None:
     """Fill the local Hugging Face cache with every Hub id in params (needs network; run when asked).
 
-    Local paths are left alone. Tokens come from the environment (HF_TOKEN) and are never printed.
+    Local paths and weights the pipeline builds are left alone. Tokens come from the environment
+    (HF_TOKEN) and are never printed.
     """
-    from huggingface_hub import hf_hub_download, snapshot_download
+    from .downloads import download_models as run
 
-    p = _params(params)
-    wanted = [(k, v) for k, v in p.evaluate.models.model_dump().items()
-              if isinstance(v, str) and "/" in v and k != "hps_architecture"]
-    if not scorers_only and p.base_model.source != "embedded":
-        wanted.append(("base_model.source", p.base_model.source))
-    from .evaluation.scorers.base import built_here
-
-    for key, value in wanted:
-        if built_here(value):  # e.g. models/pickscore: made by the pipeline, not a Hub repo
-            typer.echo(f"{key}: built by the pipeline, skipped")
-            continue
-        if Path(value.split("::")[0]).exists():
-            typer.echo(f"{key}: local path, skipped")
-            continue
-        repo, _, fname = value.partition("::")
-        path = hf_hub_download(repo, fname) if fname else snapshot_download(
-            repo, revision=p.base_model.revision if key == "base_model.source" else None)
-        typer.echo(f"{key}: {value} -> {path}")
+    run(_params(params), scorers_only, typer.echo)
 
 
 @app.command()

@@ -7,6 +7,8 @@ load time with the dotted key, the offending value and the allowed values or key
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -224,6 +226,13 @@ class IngestConfig(_Section):
         "empty source, or one of only ties, must not validate green)."
     )
 
+    @model_validator(mode="after")
+    def _sides(self) -> "IngestConfig":
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side={self.min_side} exceeds max_side={self.max_side}: every row would be "
+                             "quarantined")
+        return self
+
 
 class CacheConfig(_Section):
     """Latents and text embeddings of the winners (and losers), encoded once by the base model."""
@@ -386,6 +395,16 @@ class TrainConfig(_Section):
         return self
 
 
+# The evaluation scorers by name (seppo.evaluation.scorers registers one factory per name; a test
+# checks that the two agree), so that a wrong name fails at load, not after every image is made.
+ScorerName = Literal["shapeland_utility", "pickscore_x100", "hps_v20_x100", "hps_v21_x100", "imagereward",
+                     "clip_l14_x100", "aesthetic_laion"]
+SCORER_NAMES: tuple[str, ...] = ScorerName.__args__
+# The folder the scorer_model stage writes (the embedded world's PickScore)
+EMBEDDED_PICKSCORE = "models/pickscore"
+EMBEDDED_PREFERENCES = "data/world/pickapic"
+
+
 class ScorerModels(_Section):
     """Where each scorer's weights are: local paths, or Hub ids looked up in the local HF cache."""
 
@@ -457,10 +476,9 @@ class EvaluateConfig(_Section):
     accelerate_config: str | None = Field(
         None, description="accelerate config for the eval_<checkpoint> stages: images are split across its "
         "processes (every P-th image each) and gathered; null = one process.")
-    scorers: list[str] = Field(
+    scorers: list[ScorerName] = Field(
         ["shapeland_utility"], min_length=1,
-        description="Scorer names: shapeland_utility, pickscore_x100, hps_v20_x100, hps_v21_x100, "
-        "imagereward, clip_l14_x100, aesthetic_laion.")
+        description="Scorer names (each carries its scale and version): " + ", ".join(SCORER_NAMES) + ".")
     models: ScorerModels = Field(default_factory=ScorerModels, description=ScorerModels.__doc__)
     n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (over prompts).")
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
@@ -556,11 +574,27 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
+        """Rules that span sections: checked at load, before any stage runs."""
         if self.base_samples.prompts > self.world.eval_prompts:
             raise ValueError(
                 f"base_samples.prompts={self.base_samples.prompts} exceeds "
                 f"world.eval_prompts={self.world.eval_prompts}"
             )
+        if len(set(self.evaluate.scorers)) != len(self.evaluate.scorers):
+            raise ValueError(f"evaluate.scorers lists a scorer twice: {self.evaluate.scorers}")
+        models = self.evaluate.models.model_dump()
+        if "pickscore_x100" in self.evaluate.scorers and not self.scorer_model.enabled:
+            for key in ("pickscore_model", "pickscore_processor"):
+                if str(models[key] or "").rstrip("/") == EMBEDDED_PICKSCORE:
+                    raise ValueError(
+                        f"evaluate.models.{key}={models[key]} is written by the scorer_model stage, which "
+                        "scorer_model.enabled=false turns off: enable it, or point the key at PickScore's "
+                        "weights (yuvalkirstain/PickScore_v1)")
+        if self.scorer_model.enabled and self.ingest.source.rstrip("/") != EMBEDDED_PREFERENCES:
+            raise ValueError(
+                f"scorer_model.enabled=true trains on the embedded world's pairs and true utilities, but "
+                f"ingest.source={self.ingest.source!r} is another preference set: set scorer_model.enabled "
+                "to false (and evaluate.models.pickscore_* to the released PickScore)")
         return self
 
 
@@ -577,14 +611,27 @@ def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return ", ".join(sorted(current.model_fields))
 
 
+def _nearest(word: str, choices: list[str]) -> str | None:
+    """The choice a typo most likely meant (difflib ratio >= 0.6), if any."""
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def _format(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key; allowed keys here: {_allowed(Params, e['loc'])}")
+            allowed = _allowed(Params, e["loc"])
+            near = _nearest(str(e["loc"][-1]), allowed.split(", ")) if allowed else None
+            hint = f" did you mean {'.'.join([*map(str, e['loc'][:-1]), near])}?" if near else ""
+            lines.append(f"  {key}: unknown key;{hint} allowed keys here: {allowed}")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+            hint = ""
+            if e["type"] == "literal_error" and isinstance(e.get("input"), str):
+                near = _nearest(e["input"], re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", ""))))
+                hint = f"; did you mean {near!r}?" if near else ""
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r}){hint}")
     return "\n".join(lines)
 
 

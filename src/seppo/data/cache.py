@@ -12,7 +12,6 @@ Training reads this and never decodes a JPEG or runs the text encoder.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -24,14 +23,14 @@ import pyarrow.parquet as pq
 from ..config import CacheConfig
 from ..io_utils import atomic_dir, write_json
 from ..models.conditioning import TextCond, TextEncoders, sdxl_time_ids
+from ..seeding import named_rng
 
 _FILTERS = {"bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling values
 
 
 def row_rng(seed: int, key: str) -> np.random.Generator:
     """A generator for one row's random crop/flip/latent draw: independent of order and batching."""
-    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return named_rng(seed, key)
 
 
 def preprocess(data: bytes, resolution: int, cfg: CacheConfig, key: str) -> tuple[np.ndarray, dict]:

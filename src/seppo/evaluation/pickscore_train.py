@@ -19,7 +19,6 @@ numbers for ``u`` itself and for the contrastive-only model.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import time
@@ -30,6 +29,7 @@ import numpy as np
 from ..config import ScorerModelConfig
 from ..io_utils import atomic_dir, write_json
 from ..progress import progress
+from ..seeding import unit_interval
 
 MEAN = [0.48145466, 0.4578275, 0.40821073]  # CLIP's normalisation, as in CLIPImageProcessor
 STD = [0.26862954, 0.26130258, 0.27577711]
@@ -75,8 +75,7 @@ def _decode(data: bytes) -> np.ndarray:
 
 
 def _held_out(caption: str, seed: int, share: float) -> bool:
-    h = hashlib.sha256(f"{seed}\x00{caption}".encode()).digest()
-    return int.from_bytes(h[:8], "little") / 2**64 < share
+    return unit_interval(seed, caption) < share
 
 
 def load_pairs(ingest_dir: Path) -> dict[str, np.ndarray | list]:

@@ -5,13 +5,13 @@ The embedded base model and SD1.5 go through the same functions. Weights are saf
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..config import SamplingConfig
+from ..seeding import seed63
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -75,8 +75,7 @@ def set_sampler(pipe, sampler: str) -> None:
 
 def prompt_seed(prompt: str, seed: int) -> int:
     """The seed of one (prompt, seed) sample: independent of batch composition and order."""
-    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+    return seed63(seed, prompt)
 
 
 def generate(

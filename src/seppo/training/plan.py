@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..seeding import seed63 as _seed
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,8 @@ class Layout:
         return self.root / f"runs/round_{k}/timing.json"
 
 
-def stream_seed(*parts) -> int:
-    """A 63-bit seed named by its parts: one independent random stream per (purpose, ...)."""
-    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-_seed = stream_seed
+# one independent random stream per (purpose, ...): the anchor's draws use it too
+stream_seed = _seed
 
 
 def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
+
+from ..seeding import named_rng
 
 STRATEGIES = ("uniform", "first", "latest")
 
 
 def selection_rng(seed: int, round_k: int) -> np.random.Generator:
     """The one generator a round's selection uses: recorded as (seed, round)."""
-    digest = hashlib.sha256(f"select\x00{seed}\x00{round_k}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return named_rng("select", seed, round_k)
 
 
 def select_reference(bank: list[str], strategy: str, rng: np.random.Generator) -> int:
