@@ -242,7 +242,7 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
 def plots_page(
     out: Path = typer.Option(Path("dvc_plots"), help="Folder of the page (index.html + _vendor/)."),
 ) -> None:
-    """`dvc plots show` as a page that renders offline (vega scripts copied next to it)."""
+    """dvc plots show as a page that renders offline (vega scripts copied next to it)."""
     from .webassets.offline import dvc_plots_page
 
     _show(dvc_plots_page(out))
@@ -289,8 +289,8 @@ def study(
     aggregate_only: bool = typer.Option(False, "--aggregate-only",
                                         help="Recompute the aggregate from the per-run records; run nothing."),
     no_replan: bool = typer.Option(False, "--no-replan", help="Keep the project's dvc.yaml as it is."),
-    print_queue: bool = typer.Option(False, "--print-queue", help="Print `dvc exp run --queue` lines for the "
-                                     "missing runs (for `dvc queue start -j N` on a bigger machine); run nothing."),
+    print_queue: bool = typer.Option(False, "--print-queue", help="Print dvc exp run --queue lines for the "
+                                     "missing runs (for dvc queue start -j N on a bigger machine); run nothing."),
 ) -> None:
     """The ablation study: variants x training seeds as DVC experiments (resumable), then the aggregate."""
     from .study.aggregate import run_aggregate

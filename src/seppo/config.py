@@ -371,13 +371,6 @@ class TrainConfig(_Section):
             raise ValueError(f"{what} needs a standard error: set anchor_draws >= 2 (got {self.anchor_draws})")
         return self
 
-    def anchor(self):
-        """The anchor settings as the loss takes them."""
-        from .training.losses import AnchorConfig
-
-        return AnchorConfig(self.criterion, self.tie_tol, self.anchor_margin_z, self.anchor_fallback,
-                            self.anchor_soft_c)
-
     @model_validator(mode="after")
     def _precomputed_needs_seppo(self) -> "TrainConfig":
         if self.reference_errors == "precomputed" and self.loss != "seppo":

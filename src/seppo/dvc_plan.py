@@ -150,7 +150,7 @@ def build(params: Params) -> dict:
         + [f"runs/round_{k}/live" for k in range(1, K + 1)]
         # the Study section appears once `seppo study` has written its aggregate (committed with the runs)
         + ([f"{params.study.out}/aggregate.csv"] if study_done else []),
-        "params": _params("report", params) + (["study"] if study_done else []),
+        "params": _params("report", params),
         "outs": [{"reports/report.md": dict(NOT_CACHED)}, {"reports/report.html": dict(NOT_CACHED)},
                  {"reports/figures": dict(NOT_CACHED)}]}
     return {"stages": st, "plots": _plots(params)}

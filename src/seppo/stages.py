@@ -47,16 +47,17 @@ PRECOMPUTE_READS = ("train.noise_offset", "train.anchor_draws", "train.mixed_pre
 # non-constant lr schedule, see `conditional_reads`), `accelerate_config` is in the command itself
 TRAIN_PLAN_ONLY = ("rounds", "accelerate_config")
 # train keys only the refsamples / select stages read: `train` sees them through those stages' outputs
-TRAIN_UPSTREAM_ONLY = ("strategy", "ref_samples", "ref_samples_per_prompt", "ref_batch_size", "ref_sampling")
+TRAIN_UPSTREAM_ONLY = ("strategy", "ref_samples", "ref_samples_per_prompt", "ref_batch_size", "ref_sampling",
+                       "oracle")
 
 STAGES: dict[str, Stage] = {
     "world": Stage((every("world"),)),
     "base_model": Stage((every("base_model"),)),
     "base_samples": Stage((every("base_samples"),)),
-    "ingest": Stage((every("ingest", "max_quarantine_share", "max_unreadable_shards"),)),
+    "ingest": Stage((every("ingest", "max_quarantine_share", "max_unreadable_shards", "min_winners"),)),
     "validate": Stage((
         "ingest.allowed_formats", "ingest.allowed_modes", "ingest.max_caption_chars", "ingest.max_side",
-        "ingest.min_side", "ingest.max_quarantine_share", "ingest.max_unreadable_shards")),
+        "ingest.min_side", "ingest.max_quarantine_share", "ingest.max_unreadable_shards", "ingest.min_winners")),
     "cache": Stage((every("cache"),)),
     "scorer_model": Stage((every("scorer_model", "enabled"), "world.image_size")),
     "select": Stage(("train.loss", "train.strategy", "train.seed")),
@@ -75,7 +76,7 @@ STAGES: dict[str, Stage] = {
         "train.loss", "train.rounds", "train.strategy", "train.criterion", "train.beta", "train.lr",
         "train.updates_per_round", "train.micro_batch", "train.grad_accum", "train.seed", "train.ref_samples",
         "train.ref_sampling", "evaluate.scorers", "evaluate.models", "base_model.source",
-        "base_model.revision")),
+        "base_model.revision", "study.out", "study.variants")),
 }
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ..config import TrainConfig
 from ..models.conditioning import TextCond, as_cond
-from .losses import LossStats, anchor_from_draws, dpo_loss, per_sample_error, seppo_loss, sft_loss
+from .losses import AnchorConfig, LossStats, anchor_from_draws, dpo_loss, per_sample_error, seppo_loss, sft_loss
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
@@ -141,7 +141,12 @@ def compute_loss(cfg: TrainConfig, policy, reference, scheduler, batch: MicroBat
         if ref is None:
             ref = anchor_errors(reference, scheduler, batch.z_w, batch.cond, batch.anchor_noise, batch.anchor_t)
         evidence = anchor_from_draws(ref.float() - pol.float())
-    return seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=cfg.beta, anchor=cfg.anchor(), evidence=evidence)
+    return seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=cfg.beta, anchor=anchor_config(cfg), evidence=evidence)
+
+
+def anchor_config(cfg: TrainConfig) -> AnchorConfig:
+    """The train section's anchor settings as the loss takes them."""
+    return AnchorConfig(cfg.criterion, cfg.tie_tol, cfg.anchor_margin_z, cfg.anchor_fallback, cfg.anchor_soft_c)
 
 
 def anchor_draws(seed: int, round_k: int, update: int, micro: int, global_mb: int, draws: int, shape, T: int,
