@@ -5,7 +5,10 @@
     python -m flows.serve                                       # terminal 2, from the project root
     prefect deployment run 'seppo-pipeline/seppo' -p overrides='{"train.lr": 3e-5}'
 
-A run with `overrides` is recorded as a DVC experiment (`dvc exp show`); without, it is `dvc repro`.
+A run with `overrides` is an isolated DVC experiment (`dvc exp run --temp`; the workspace is left
+byte-identical; see `dvc exp show`); without, it is `dvc repro` in the workspace. The deployment
+runs one flow run at a time (a Prefect deployment concurrency limit of 1): a second UI run waits in
+AwaitingConcurrencySlot until the first ends, so two runs never race on dvc.lock or the DVC cache.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ def main() -> None:
         name=args.name,
         parameters={"overrides": {}, "experiment_name": None, "stages": None, "project_dir": args.project_dir,
                     "replan": not args.no_replan},
-        description="SePPO pipeline over DVC; overrides (params key -> value) run as a DVC experiment.",
+        description="SePPO pipeline over DVC; overrides (params key -> value) run as an isolated DVC experiment.",
         tags=["seppo"],
+        global_limit=1,  # one run at a time; later runs are queued, not rejected (ENQUEUE)
     )
 
 
