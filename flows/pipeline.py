@@ -53,9 +53,19 @@ def _bin(name: str) -> str:
 
 def _run(cmd: list[str], cwd: str, extra_env: dict[str, str] | None = None, on_line=None) -> str:
     """Run a (long) command with its output streamed line by line into the run's log."""
-    logger = get_run_logger()
+    logger = _logger()
     logger.info("$ %s  (in %s)", " ".join(cmd), cwd)
     return stream(cmd, cwd, logger.info, extra_env, on_line)
+
+
+def _logger():
+    """The run's logger (lines reach the Prefect UI); a plain logger when called outside a run."""
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - prefect's MissingContextError: a task's .fn called directly
+        import logging
+
+        return logging.getLogger("flows")
 
 
 def _quiet(cmd: list[str], cwd: str) -> str:

@@ -121,3 +121,41 @@ def test_experiment_names():
     for bad in ["", "-x", "a b", "a/b", "x" * 65]:
         with pytest.raises(BadOverrides):
             overrides.check_experiment_name(bad)
+
+
+DVC_YAML = """stages:
+  report:
+    cmd: python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['train']['lr'])" > out.txt
+    params: [train.lr]
+    outs: [out.txt]
+"""
+
+
+def test_experiment_runs_in_a_temp_copy_with_its_own_plan_and_leaves_the_workspace(tmp_path):
+    """dvc_exp_run's own code (no server): the re-planned dvc.yaml reaches the experiment only."""
+    import subprocess
+
+    from flows.pipeline import dvc_exp_run, experiment_rev
+
+    bin_ = Path(sys.executable).parent
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "params.yaml").write_text("train:\n  lr: 0.1\n")
+    (proj / "dvc.yaml").write_text(DVC_YAML)
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t.invalid"], ["git", "config", "user.name", "t"],
+                [str(bin_ / "dvc"), "init", "-q"], [str(bin_ / "dvc"), "repro", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=proj, check=True, capture_output=True)
+    before = {p.name: p.read_bytes() for p in proj.iterdir() if p.is_file()}
+    planned = DVC_YAML.replace("> out.txt", "> out.txt && echo planned >> out.txt").encode()
+
+    rev = dvc_exp_run.fn(["train.lr=0.5"], "t1", planned, str(proj))
+
+    assert {p.name: p.read_bytes() for p in proj.iterdir() if p.is_file()} == before
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=proj, capture_output=True, text=True).stdout == ""
+    show = lambda path: subprocess.run(["git", "show", f"{rev}:{path}"], cwd=proj, capture_output=True).stdout  # noqa: E731
+    assert show("dvc.yaml") == planned and b"lr: 0.5" in show("params.yaml")
+    import dvc.api
+
+    assert dvc.api.read("out.txt", repo=str(proj), rev=rev) == "0.5\nplanned\n"
+    assert experiment_rev("t1", str(proj)) == rev and experiment_rev("t2", str(proj)) is None
