@@ -159,3 +159,17 @@ def test_experiment_runs_in_a_temp_copy_with_its_own_plan_and_leaves_the_workspa
 
     assert dvc.api.read("out.txt", repo=str(proj), rev=rev) == "0.5\nplanned\n"
     assert experiment_rev("t1", str(proj)) == rev and experiment_rev("t2", str(proj)) is None
+
+
+def test_prefect_retry_condition_reads_the_failed_states_exception():
+    import asyncio
+
+    from prefect.states import exception_to_failed_state
+
+    from flows.runner import retry_condition
+
+    for exc, retry in [(BadOverrides("train.lrr: unknown key"), False), (OSError(5, "I/O error"), True),
+                       (CommandFailed(["dvc", "repro"], 1, "ERROR: Unable to acquire lock."), True),
+                       (CommandFailed(["dvc", "repro"], 2, "error: params.yaml: invalid parameters"), False)]:
+        state = asyncio.run(exception_to_failed_state(exc))
+        assert retry_condition(None, None, state) is retry, exc
