@@ -93,6 +93,9 @@ def test_served_deployment_runs_isolated_experiments(scratch_project, tmp_path):
         while sh([str(BIN / "prefect"), "deployment", "ls"], ROOT, env, check=False).stdout.find("seppo") < 0:
             assert time.time() < deadline and serve.poll() is None, "deployment was not served"
             time.sleep(2)
+        # one run at a time: later UI runs wait for the slot instead of racing on the workspace
+        dep = sh([str(BIN / "prefect"), "deployment", "inspect", "seppo-pipeline/seppo"], ROOT, env).stdout
+        assert "'limit': 1" in dep and "ENQUEUE" in dep, dep
 
         run = deployment_run(env, 'overrides={"train.lr": 0.5}', "experiment_name=ui-lr-05")
         assert run.returncode == 0, run.stdout + run.stderr
@@ -104,6 +107,8 @@ def test_served_deployment_runs_isolated_experiments(scratch_project, tmp_path):
         assert "shapeland_utility" in art and "0.5" in art
         md = sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-report-ui-lr-05"], ROOT, env).stdout
         assert "lr = 0.5" in md
+        logs = sh([str(BIN / "prefect"), "flow-run", "logs", flow_run_id(run.stdout)], ROOT, env).stdout
+        assert "==== stage report ====" in logs and "dvc exp run --temp --name ui-lr-05" in logs, logs
         # The workspace's own stable-key artifacts were not written by the experiment.
         assert "lr = 0.5" not in sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-report"], ROOT, env,
                                     check=False).stdout
