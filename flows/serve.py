@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
 from flows.pipeline import seppo_pipeline
 
 
@@ -31,7 +33,8 @@ def main() -> None:
                     "replan": not args.no_replan},
         description="SePPO pipeline over DVC; overrides (params key -> value) run as an isolated DVC experiment.",
         tags=["seppo"],
-        global_limit=1,  # one run at a time; later runs are queued, not rejected (ENQUEUE)
+        # one run at a time; later runs wait for the slot (ENQUEUE), they are not cancelled
+        global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     )
 
 
