@@ -1,8 +1,13 @@
 """Prefect 3 flows over the DVC pipeline: DVC stays the single source of truth for what is stale.
 
-Tasks call `dvc repro <stage>` (or `dvc exp run` when a run carries params overrides, so a run
-started from the Prefect UI with new values is recorded as a DVC experiment, not lost). Each flow
-publishes a table artifact of the metrics and a Markdown artifact of the report under stable keys.
+Tasks call `dvc repro <stage>` in the workspace. A run that carries params overrides is instead an
+isolated DVC experiment: the overrides are validated against seppo.config first (flows/overrides.py),
+then `dvc exp run --temp` reproduces in a temporary copy, so the workspace (params.yaml, dvc.lock,
+data, models, reports) is never written; promote a result with `dvc exp apply` / `dvc exp branch`.
+Each flow publishes a table artifact of the metrics and a Markdown artifact of the report: under
+seppo-metrics / seppo-report for the workspace, seppo-metrics-<exp> / seppo-report-<exp> for an
+experiment (read from the experiment's commit). Commands stream their output into the run log as
+they run (flows/runner.py), which also holds the one retry policy (is_retryable).
 
 Flows: `prep` (world, base model, ingest, validate, cache), `seppo_round` (select, reference
 samples, train for one round), `select`, `evaluate`, `report`, and `seppo_pipeline` (all of them).
@@ -18,8 +23,10 @@ running the commands and committing.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -28,6 +35,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows import overrides as overrides_mod
+from flows.runner import CommandFailed, retry_condition, stream, tool_env
+from seppo.io_utils import atomic_path
 
 PREP_STAGES = ["world", "base_model", "base_samples", "ingest", "validate", "cache"]
 METRICS_KEY = "seppo-metrics"
@@ -40,72 +51,149 @@ def _bin(name: str) -> str:
     return str(cand) if cand.exists() else name
 
 
-def _run(cmd: list[str], cwd: str, extra_env: dict[str, str] | None = None) -> str:
-    logger = get_run_logger()
+def _run(cmd: list[str], cwd: str, extra_env: dict[str, str] | None = None, on_line=None) -> str:
+    """Run a (long) command with its output streamed line by line into the run's log."""
+    logger = _logger()
     logger.info("$ %s  (in %s)", " ".join(cmd), cwd)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               **(extra_env or {}))
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    for line in (proc.stdout + proc.stderr).splitlines()[-60:]:
-        logger.info(line)
+    return stream(cmd, cwd, logger.info, extra_env, on_line)
+
+
+def _logger():
+    """The run's logger (lines reach the Prefect UI); a plain logger when called outside a run."""
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - prefect's MissingContextError: a task's .fn called directly
+        import logging
+
+        return logging.getLogger("flows")
+
+
+def _quiet(cmd: list[str], cwd: str) -> str:
+    """A short query (dvc status --json, git rev-parse): stdout only, nothing logged."""
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}")
+        raise CommandFailed(cmd, proc.returncode, (proc.stdout + proc.stderr)[-2000:])
     return proc.stdout
 
 
-@task(retries=2, retry_delay_seconds=10)
+RETRY = dict(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_condition)
+
+
+@task(**RETRY)
 def plan(project_dir: str) -> None:
     """Regenerate dvc.yaml from params.yaml (the number of rounds shapes the graph)."""
     _run([_bin("seppo"), "plan"], project_dir)
 
 
-@task(retries=2, retry_delay_seconds=10, task_run_name="dvc repro {stages}")
+@task(**RETRY, task_run_name="dvc repro {stages}")
 def dvc_repro(stages: list[str], project_dir: str) -> None:
     """Reproduce stages and what they depend on; a no-op where DVC finds nothing stale."""
     _run([_bin("dvc"), "repro", *stages], project_dir)
 
 
-@task(retries=1, retry_delay_seconds=10)
-def dvc_exp_run(overrides: dict[str, Any], name: str | None, project_dir: str) -> str:
-    """Run the whole pipeline as a DVC experiment with `-S key=value` overrides."""
-    cmd = [_bin("dvc"), "exp", "run"]
-    for k, v in sorted(overrides.items()):
-        cmd += ["-S", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
-    if name:
-        cmd += ["--name", name]
-    return _run(cmd, project_dir)
+def _planned_dvc_yaml(overrides: dict[str, Any], project_dir: str) -> bytes | None:
+    """dvc.yaml as params + overrides would plan it, or None when that is today's dvc.yaml."""
+    import tempfile
+
+    import yaml
+
+    from seppo.config import parse_params
+    from seppo.dvc_plan import write
+
+    data = overrides_mod.apply(yaml.safe_load((Path(project_dir) / "params.yaml").read_text()) or {}, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "dvc.yaml"
+        write(parse_params(data, "overrides"), out)
+        planned = out.read_bytes()
+    return None if planned == (Path(project_dir) / "dvc.yaml").read_bytes() else planned
 
 
-def plan_command(overrides: dict[str, Any]) -> list[str]:
-    """`seppo plan --set k=v ...` with every override (values as JSON, which `--set` reads as YAML)."""
-    cmd = [_bin("seppo"), "plan"]
-    for k, v in sorted(overrides.items()):
-        cmd += ["--set", f"{k}={json.dumps(v)}"]
-    return cmd
+@task(**RETRY, task_run_name="dvc exp run --temp {name}")
+def dvc_exp_run(set_args: list[str], name: str, planned: bytes | None, project_dir: str) -> str:
+    """Run the pipeline as the DVC experiment ``name`` in a temporary copy of the workspace.
+
+    ``dvc exp run --temp`` copies HEAD plus the workspace's uncommitted changes into
+    .dvc/tmp/exps/, applies the ``-S`` overrides there and reproduces there; the workspace's
+    params.yaml, dvc.lock and outputs are never written. When the overrides re-shape the graph
+    (``planned``), that dvc.yaml is put in the workspace only until DVC has taken its copy (its
+    "Reproducing experiment" line), and restored in any case; the deployment's concurrency limit
+    keeps another run from starting in that window. Returns the experiment's commit.
+    """
+    ws_yaml = Path(project_dir) / "dvc.yaml"
+    original, mode = ws_yaml.read_bytes(), ws_yaml.stat().st_mode
+
+    def put(data: bytes) -> None:
+        with atomic_path(ws_yaml) as tmp:
+            tmp.write_bytes(data)
+            tmp.chmod(mode)
+
+    def restore(line: str | None = None) -> None:
+        if planned is not None and (line is None or line.startswith("Reproducing experiment")):
+            if ws_yaml.read_bytes() != original:
+                put(original)
+
+    if planned is not None:
+        put(planned)
+    try:
+        cmd = [_bin("dvc"), "exp", "run", "--temp", "--name", name]
+        for arg in set_args:
+            cmd += ["-S", arg]
+        _run(cmd, project_dir, on_line=restore)
+    finally:
+        restore()
+    rev = experiment_rev(name, project_dir)
+    if rev is None:
+        raise RuntimeError(f"dvc exp run finished but no experiment {name!r} on this commit (dvc exp show)")
+    return rev
+
+
+def experiment_rev(name: str, project_dir: str) -> str | None:
+    """The commit of experiment ``name`` based on HEAD (refs/exps/<baseline>/<name>), if any."""
+    head = _quiet(["git", "rev-parse", "HEAD"], project_dir).strip()
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
+    out = _quiet(["git", "for-each-ref", "--format=%(objectname)", ref], project_dir).strip()
+    return out or None
+
+
+def artifact_key(base: str, experiment: str | None) -> str:
+    """Prefect artifact keys allow lower-case letters, digits and dashes only."""
+    if not experiment:
+        return base
+    return f"{base}-{re.sub(r'[^a-z0-9-]+', '-', experiment.lower()).strip('-')}"
+
+
+def _read(path: str, project_dir: str, rev: str | None) -> str | None:
+    """A file of the workspace, or of an experiment's commit (git- or DVC-tracked alike)."""
+    if rev is None:
+        p = Path(project_dir) / path
+        return p.read_text() if p.exists() else None
+    import dvc.api
+
+    try:
+        return dvc.api.read(path, repo=project_dir, rev=rev)
+    except Exception:  # noqa: BLE001 - not produced by this experiment (e.g. a stages-only graph)
+        return None
 
 
 @task
-def plan_with_overrides(overrides: dict[str, Any], project_dir: str) -> None:
-    """Re-plan the graph with the overrides first: besides train.rounds, other keys shape it too (the
-    ingest source is a dep of ingest; a stage's params follow its settings, e.g. train.lr_schedule)."""
-    _run(plan_command(overrides), project_dir)
+def publish_artifacts(project_dir: str, experiment: str | None = None, rev: str | None = None) -> dict:
+    """A table artifact of the metrics and a Markdown artifact of the report.
 
-
-@task
-def publish_artifacts(project_dir: str) -> dict:
-    """A table artifact of the metrics and a Markdown artifact of the report (stable keys)."""
-    root = Path(project_dir)
-    summary = root / "reports" / "eval" / "summary.csv"
+    Without an experiment: from the workspace, under the stable keys seppo-metrics / seppo-report.
+    With one: from the experiment's commit, under seppo-metrics-<name> / seppo-report-<name>.
+    """
     published = {}
-    if summary.exists():
-        with summary.open() as f:
-            rows = list(csv.DictReader(f))
-        create_table_artifact(table=rows, key=METRICS_KEY,
-                              description="Evaluation: mean, 95% bootstrap CI and win rate vs base, per checkpoint")
-        published["table"] = len(rows)
-    report = root / "reports" / "report.md"
-    if report.exists():
-        create_markdown_artifact(markdown=report.read_text(), key=REPORT_KEY, description="SePPO run report")
+    summary = _read("reports/eval/summary.csv", project_dir, rev)
+    where = f" (experiment {experiment})" if experiment else ""
+    if summary is not None:
+        rows = list(csv.DictReader(io.StringIO(summary)))
+        published["table"] = create_table_artifact(
+            table=rows, key=artifact_key(METRICS_KEY, experiment),
+            description=f"Evaluation{where}: mean, 95% bootstrap CI and win rate vs base, per checkpoint") and len(rows)
+    report_md = _read("reports/report.md", project_dir, rev)
+    if report_md is not None:
+        create_markdown_artifact(markdown=report_md, key=artifact_key(REPORT_KEY, experiment),
+                                 description=f"SePPO run report{where}")
         published["markdown"] = True
     return published
 
@@ -134,18 +222,18 @@ def stale_eval_stages(project_dir: str) -> dict[str, str]:
 
     stages = yaml.safe_load((Path(project_dir) / "dvc.yaml").read_text())["stages"]
     names = [n for n in stages if n.startswith("eval_")]
-    status = json.loads(_run([_bin("dvc"), "status", "--json", *names], project_dir) or "{}")
+    status = json.loads(_quiet([_bin("dvc"), "status", "--json", *names], project_dir) or "{}")
     return {n: stages[n]["cmd"] for n in names if n in status}
 
 
-@task(retries=1, retry_delay_seconds=10, task_run_name="{name} on a worker")
+@task(**RETRY, task_run_name="{name} on a worker")
 def run_stage_command(name: str, cmd: str, project_dir: str, threads: int) -> str:
     """One stage's command, as dvc.yaml states it; threads split the machine between workers."""
     _run(shlex.split(cmd), project_dir, {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
     return name
 
 
-@task
+@task(**RETRY)
 def dvc_commit(stages: list[str], project_dir: str) -> None:
     """Record outputs produced outside `dvc repro` in dvc.lock (hashes of deps, params and outs)."""
     if stages:
@@ -206,17 +294,27 @@ def report(project_dir: str = ".") -> dict:
 @flow(name="seppo-pipeline")
 def seppo_pipeline(overrides: dict[str, Any] | None = None, experiment_name: str | None = None,
                    stages: list[str] | None = None, project_dir: str = ".", replan: bool = True) -> dict:
-    """The whole pipeline. With ``overrides`` (params keys -> values) it runs as a DVC experiment.
+    """The whole pipeline. With ``overrides`` (params keys -> values) it runs as an isolated DVC experiment.
 
+    Overrides are validated against seppo.config first: a bad key or value fails the run at once
+    (BadOverrides, never retried) and nothing runs. A valid set runs with ``dvc exp run --temp``,
+    so the workspace is untouched; artifacts are published from the experiment under its name.
     ``stages`` restricts a run without overrides to those stages (and what they depend on);
     ``replan`` regenerates dvc.yaml from params first (off only for projects with their own dvc.yaml).
     """
     project_dir = str(Path(project_dir).resolve())
     if overrides:
-        if replan:
-            plan_with_overrides(overrides, project_dir)
-        dvc_exp_run(overrides, experiment_name, project_dir)
-        return publish_artifacts(project_dir)
+        set_args = overrides_mod.validate(overrides, Path(project_dir) / "params.yaml")
+        name = overrides_mod.check_experiment_name(experiment_name or _default_experiment_name())
+        if experiment_rev(name, project_dir) is not None:
+            raise overrides_mod.BadOverrides(
+                f"experiment {name!r} already exists on this commit: pick another experiment_name "
+                f"(or `dvc exp remove {name}`)")
+        planned = _planned_dvc_yaml(overrides, project_dir) if replan else None
+        rev = dvc_exp_run(set_args, name, planned, project_dir)
+        get_run_logger().info("experiment %s = %s; promote with `dvc exp apply %s` or `dvc exp branch %s <branch>`",
+                              name, rev[:8], name, name)
+        return {"experiment": name, "rev": rev, **publish_artifacts(project_dir, name, rev)}
     if replan:
         plan(project_dir)
     if stages:
@@ -227,3 +325,10 @@ def seppo_pipeline(overrides: dict[str, Any] | None = None, experiment_name: str
         seppo_round(k, project_dir)
     evaluate(project_dir)
     return report(project_dir)
+
+
+def _default_experiment_name() -> str:
+    """exp-<the flow run's name>, e.g. exp-crimson-otter: unique enough and findable in both UIs."""
+    from prefect.runtime import flow_run
+
+    return f"exp-{flow_run.name or 'run'}"

@@ -6,7 +6,10 @@
     prefect deployment run 'seppo-pipeline/seppo' -p overrides='{"train.lr": 3e-5}'
     prefect deployment run 'seppo-study/seppo' -p jobs=1            # the ablation study (resumable)
 
-A run with `overrides` is recorded as a DVC experiment (`dvc exp show`); without, it is `dvc repro`.
+A run with `overrides` is an isolated DVC experiment (`dvc exp run --temp`; the workspace is left
+byte-identical; see `dvc exp show`); without, it is `dvc repro` in the workspace. The deployment
+runs one flow run at a time (a Prefect deployment concurrency limit of 1): a second UI run waits in
+AwaitingConcurrencySlot until the first ends, so two runs never race on dvc.lock or the DVC cache.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
 from flows.pipeline import seppo_pipeline
 from flows.study import seppo_study
@@ -30,8 +34,10 @@ def main() -> None:
         name=args.name,
         parameters={"overrides": {}, "experiment_name": None, "stages": None, "project_dir": args.project_dir,
                     "replan": not args.no_replan},
-        description="SePPO pipeline over DVC; overrides (params key -> value) run as a DVC experiment.",
+        description="SePPO pipeline over DVC; overrides (params key -> value) run as an isolated DVC experiment.",
         tags=["seppo"],
+        # one run at a time; later runs wait for the slot (ENQUEUE), they are not cancelled
+        global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     )
     study = seppo_study.to_deployment(
         name=args.name,

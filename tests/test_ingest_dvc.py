@@ -69,10 +69,14 @@ def test_an_external_mirror_plans_runs_and_invalidates_ingest_without_the_world(
 
 
 def test_a_flow_override_of_the_ingest_source_replans_the_graph(tmp_path):
-    from flows.pipeline import plan_command
+    from flows.pipeline import _planned_dvc_yaml
 
-    cmd = plan_command({"ingest.source": str(tmp_path / "mirror"), "ingest.revision": None, "train.rounds": 2})
-    assert cmd[1:] == ["plan", "--set", "ingest.revision=null", "--set", f"ingest.source=\"{tmp_path / 'mirror'}\"",
-                       "--set", "train.rounds=2"]
-    # the values survive `seppo plan --set` (parsed as YAML) unchanged
-    assert [yaml.safe_load(a.split("=", 1)[1]) for a in cmd[3::2]] == [None, str(tmp_path / "mirror"), 2]
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(ROOT / "params.yaml", proj / "params.yaml")
+    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    assert _planned_dvc_yaml({"train.lr": 3e-5}, str(proj)) is None  # the graph does not change
+    planned = _planned_dvc_yaml({"ingest.source": str(tmp_path / "mirror"), "ingest.revision": None,
+                                 "scorer_model.enabled": False, "evaluate.scorers": ["shapeland_utility"]}, str(proj))
+    ingest = yaml.safe_load(planned)["stages"]["ingest"]
+    assert ingest["deps"][0] == str(tmp_path / "mirror") and "scorer_model" not in yaml.safe_load(planned)["stages"]

@@ -24,3 +24,21 @@ def test_failed_directory_write_keeps_the_good_directory(tmp_path):
             raise RuntimeError("killed")
     assert sorted(p.name for p in out.iterdir()) == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+def test_leftovers_of_a_killed_writer_are_cleared_by_the_next_write(tmp_path):
+    out = tmp_path / "eval"
+    # what kill -9 leaves: a temp dir mid-write, and the previous output moved aside mid-swap
+    (tmp_path / ".eval.abc123.tmp").mkdir()
+    (tmp_path / ".eval.abc123.tmp" / "half").write_text("x")
+    (tmp_path / ".eval.old").mkdir()
+    (tmp_path / ".evaluation.zz.tmp").mkdir()  # another output's temp dir: not ours to remove
+    with atomic_dir(out) as tmp:
+        (tmp / "a").write_text("good")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".evaluation.zz.tmp", "eval"]
+
+
+def test_timing_files_sit_beside_the_metrics(tmp_path):
+    from seppo.io_utils import timing_path
+
+    assert timing_path("reports/metrics/cache.json").as_posix() == "reports/metrics/timing/cache.json"

@@ -1,10 +1,12 @@
-"""A real local Prefect server, the served deployment, a run triggered through the API.
+"""A real local Prefect server, the served deployment, runs triggered through the API.
 
-The run carries a params override, so it must show up as a DVC experiment; its artifacts (metrics
-table, report Markdown) must exist under their stable keys. Only the processes started here are
-stopped.
+A run carrying a params override must show up as a DVC experiment with its artifacts (metrics
+table, report Markdown) under keys named for the experiment, and leave the workspace byte-identical
+(git status, dvc status and every file's bytes). Bad overrides must fail at once, naming the key,
+with nothing run and nothing touched. Only the processes started here are stopped.
 """
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -56,7 +58,32 @@ def scratch_project(tmp_path):
     return proj
 
 
-def test_served_deployment_runs_as_a_dvc_experiment(scratch_project, tmp_path):
+def snapshot(proj: Path) -> dict[str, str]:
+    """sha256 of every file of the workspace except git's and DVC's own bookkeeping."""
+    return {str(p.relative_to(proj)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(proj.rglob("*"))
+            if p.is_file() and not {".git", ".dvc"} & set(p.relative_to(proj).parts)}
+
+
+def assert_clean(proj: Path, env: dict, before: dict[str, str]) -> None:
+    assert snapshot(proj) == before
+    assert sh(["git", "status", "--porcelain"], proj, env).stdout == ""
+    assert "up to date" in sh([str(BIN / "dvc"), "status"], proj, env).stdout
+
+
+def deployment_run(env: dict, *params: str):
+    args = [str(BIN / "prefect"), "deployment", "run", "seppo-pipeline/seppo"]
+    for p in params:
+        args += ["--param", p]
+    return sh(args + ["--watch", "--watch-timeout", "240"], ROOT, env, check=False, timeout=300)
+
+
+def test_served_deployment_runs_isolated_experiments(scratch_project, tmp_path):
+    env0 = dict(os.environ)
+    sh([str(BIN / "dvc"), "repro", "-q"], scratch_project, env0)
+    sh(["git", "add", "-A"], scratch_project, env0)
+    sh(["git", "commit", "-qm", "results"], scratch_project, env0)
+    before = snapshot(scratch_project)
+    assert "reports/report.md" in before and "lr = 0.1" in (scratch_project / "reports/report.md").read_text()
     with prefect_server(tmp_path) as (env, procs):
         serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--project-dir", str(scratch_project),
                                   "--no-replan"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -66,14 +93,43 @@ def test_served_deployment_runs_as_a_dvc_experiment(scratch_project, tmp_path):
         while sh([str(BIN / "prefect"), "deployment", "ls"], ROOT, env, check=False).stdout.find("seppo") < 0:
             assert time.time() < deadline and serve.poll() is None, "deployment was not served"
             time.sleep(2)
-        run = sh([str(BIN / "prefect"), "deployment", "run", "seppo-pipeline/seppo",
-                  "--param", 'overrides={"train.lr": 0.5}', "--param", "experiment_name=ui-lr-05", "--watch",
-                  "--watch-timeout", "240"], ROOT, env, check=False, timeout=300)
+        # one run at a time: later UI runs wait for the slot instead of racing on the workspace
+        dep = sh([str(BIN / "prefect"), "deployment", "inspect", "seppo-pipeline/seppo"], ROOT, env).stdout
+        assert "'limit': 1" in dep and "ENQUEUE" in dep, dep
+
+        run = deployment_run(env, 'overrides={"train.lr": 0.5}', "experiment_name=ui-lr-05")
         assert run.returncode == 0, run.stdout + run.stderr
         assert "Completed" in run.stdout + run.stderr
+        assert_clean(scratch_project, env, before)
         exps = sh([str(BIN / "dvc"), "exp", "show", "--json"], scratch_project, env).stdout
         assert "ui-lr-05" in exps and "0.5" in exps
-        art = sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-metrics"], ROOT, env).stdout
+        art = sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-metrics-ui-lr-05"], ROOT, env).stdout
         assert "shapeland_utility" in art and "0.5" in art
-        md = sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-report"], ROOT, env).stdout
+        md = sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-report-ui-lr-05"], ROOT, env).stdout
         assert "lr = 0.5" in md
+        logs = sh([str(BIN / "prefect"), "flow-run", "logs", flow_run_id(run.stdout)], ROOT, env).stdout
+        assert "==== stage report ====" in logs and "dvc exp run --temp --name ui-lr-05" in logs, logs
+        # The workspace's own stable-key artifacts were not written by the experiment.
+        assert "lr = 0.5" not in sh([str(BIN / "prefect"), "artifact", "inspect", "seppo-report"], ROOT, env,
+                                    check=False).stdout
+
+        for bad, key in [('{"train.lr": "fast"}', "train.lr"), ('{"+train.lrr": 1}', "train.lrr")]:
+            t0 = time.time()
+            run = deployment_run(env, f"overrides={bad}", "experiment_name=bad")
+            out = run.stdout + run.stderr
+            assert run.returncode != 0 and "Failed" in out, out
+            logs = sh([str(BIN / "prefect"), "flow-run", "logs", flow_run_id(out)], ROOT, env).stdout
+            assert key in logs and "BadOverrides" in logs, logs
+            assert "dvc exp run" not in logs and "Retrying" not in logs
+            assert time.time() - t0 < 60
+            assert_clean(scratch_project, env, before)
+        assert "ui-lr-05" in sh([str(BIN / "dvc"), "exp", "ls"], scratch_project, env).stdout
+        assert "bad" not in sh([str(BIN / "dvc"), "exp", "ls", "--name-only"], scratch_project, env).stdout.split()
+
+
+def flow_run_id(out: str) -> str:
+    import re
+
+    m = re.search(r"UUID:\s*([0-9a-f-]{36})", out) or re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", out)
+    assert m, out
+    return m.group(1)

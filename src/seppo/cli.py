@@ -171,12 +171,14 @@ def eval_generate(
     name: str = typer.Option(..., help="Name of the checkpoint in tables: base, round_1, ..."),
     out: Path = typer.Option(None, help="Output folder; default data/eval/<name>."),
     world_prompts: Path = typer.Option(Path("data/world/prompts.parquet"), help="Embedded prompts."),
+    timing: Path = typer.Option(None, help="Wall-clock JSON; default reports/metrics/timing/eval_<name>.json."),
 ) -> None:
     """Generate the evaluation images of one checkpoint (once per prompt and seed)."""
     from .evaluation.generate import run_eval_generate
+    from .io_utils import timing_path
 
     _show(run_eval_generate(_params(params).evaluate, checkpoint, name, out or Path("data/eval") / name,
-                            world_prompts))
+                            world_prompts, timing or timing_path(Path("reports/metrics") / f"eval_{name}.json")))
 
 
 @app.command("scorer-model")

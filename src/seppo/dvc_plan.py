@@ -16,7 +16,7 @@ import yaml
 
 from .code_deps import command_modules, dep_paths
 from .config import Params
-from .io_utils import atomic_path
+from .io_utils import atomic_path, timing_path
 from .stages import params_of
 
 HEADER = (
@@ -48,6 +48,11 @@ def _ckpt(k: int) -> str:
 
 def _metrics(path: str) -> list:
     return [{path: dict(NOT_CACHED)}]
+
+
+def _timed(path: str) -> list:
+    """A stage's metrics plus its wall-clock file (io_utils.timing_path), which no stage depends on."""
+    return _metrics(path) + _metrics(str(timing_path(path)))
 
 
 def _local_model_deps(params: Params) -> list[str]:
@@ -82,7 +87,7 @@ def build(params: Params) -> dict:
     st["base_model"] = {"cmd": "seppo base-model",
                         "deps": ["data/world/web", *_code("base_model")],
                         "params": _params("base_model", params), "outs": ["models/base"],
-                        "metrics": _metrics("reports/metrics/base_model.json")}
+                        "metrics": _timed("reports/metrics/base_model.json")}
     st["base_samples"] = {
         "cmd": "seppo base-samples",
         "deps": ["models/base", "data/world/prompts.parquet", "reports/metrics/world.json",
@@ -99,14 +104,14 @@ def build(params: Params) -> dict:
                       "metrics": _metrics("reports/metrics/validate.json")}
     st["cache"] = {"cmd": "seppo cache", "deps": ["data/ingest", "models/base", *_code("cache")],
                    "params": _params("cache", params), "outs": ["data/cache"],
-                   "metrics": _metrics("reports/metrics/cache.json")}
+                   "metrics": _timed("reports/metrics/cache.json")}
     eval_models = _local_model_deps(params)
     if params.scorer_model.enabled:
         st["scorer_model"] = {
             "cmd": "seppo scorer-model",
             "deps": ["data/world/web", "data/ingest", "data/world/pairs_truth.parquet", *_code("scorer_model")],
             "params": _params("scorer_model", params), "outs": ["models/pickscore"],
-            "metrics": _metrics("reports/metrics/scorer_model.json")}
+            "metrics": _timed("reports/metrics/scorer_model.json")}
     for k in range(1, K + 1):
         bank = [_ckpt(j) for j in range(k)]
         st[f"select_{k}"] = {
@@ -118,14 +123,14 @@ def build(params: Params) -> dict:
             "cmd": f"{launch} refsamples --round {k}",
             "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *_code("refsamples")],
             "params": _params("refsamples", params), "outs": [f"data/refsamples/round_{k}"],
-            "metrics": _metrics(f"runs/round_{k}/refsamples_timing.json")}
+            "metrics": _metrics(str(timing_path(f"reports/metrics/refsamples_{k}.json")))}
         st[f"train_{k}"] = {
             "cmd": f"{launch} train --round {k}",
             "deps": [f"runs/round_{k}/reference.json", f"data/refsamples/round_{k}", "data/cache", *bank,
                      *_code("train")],
             "params": _params("train", params),
             "outs": [_ckpt(k), {f"runs/round_{k}/live": dict(NOT_CACHED)}],
-            "metrics": _metrics(f"reports/metrics/round_{k}.json") + _metrics(f"runs/round_{k}/timing.json")}
+            "metrics": _timed(f"reports/metrics/round_{k}.json")}
     names = ["base"] + [f"round_{k}" for k in range(1, K + 1)]
     eval_launch = (f"accelerate launch --config_file {params.evaluate.accelerate_config} -m seppo.cli"
                    if params.evaluate.accelerate_config else "seppo")
@@ -133,7 +138,8 @@ def build(params: Params) -> dict:
         st[f"eval_{name}"] = {
             "cmd": f"{eval_launch} eval-generate --checkpoint {_ckpt(k)} --name {name}",
             "deps": [_ckpt(k), "data/world/prompts.parquet", *_code("eval_generate")],
-            "params": _params("eval_generate", params), "outs": [f"data/eval/{name}"]}
+            "params": _params("eval_generate", params), "outs": [f"data/eval/{name}"],
+            "metrics": _metrics(str(timing_path(f"reports/metrics/eval_{name}.json")))}
     st["evaluate"] = {
         "cmd": "seppo evaluate " + " ".join(f"--images data/eval/{n}" for n in names),
         "deps": [f"data/eval/{n}" for n in names] + eval_models + _code("evaluate"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -29,9 +30,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; swap it in for ``path`` on success."""
+    """Yield a temporary directory next to ``path``; swap it in for ``path`` on success.
+
+    Leftovers of an earlier writer killed mid-way (its ``.<name>.*.tmp`` / ``.<name>.old``) are
+    removed first, so a re-run after a kill -9 leaves the same folder listing as a clean run.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*path.parent.glob(f".{glob.escape(path.name)}.*.tmp"), path.with_name(f".{path.name}.old")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -45,6 +53,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def timing_path(metrics: str | Path) -> Path:
+    """Where a stage's wall-clock figures go: reports/metrics/timing/<name> next to its metrics.
+
+    Seconds, throughput and memory differ from run to run, so they live only in these files, which
+    DVC records as uncached metrics and no stage lists as a dependency: re-running a stage (after a
+    crash, say) then changes nothing that anything downstream reads.
+    """
+    metrics = Path(metrics)
+    return metrics.parent / "timing" / metrics.name
 
 
 def write_json(path: str | Path, data: Any) -> None:

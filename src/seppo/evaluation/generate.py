@@ -31,9 +31,12 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def run_eval_generate(cfg: EvaluateConfig, checkpoint: Path, name: str, out: Path,
-                      world_prompts: Path = Path("data/world/prompts.parquet")) -> dict:
+                      world_prompts: Path = Path("data/world/prompts.parquet"), timing: Path | None = None) -> dict:
     """Images of one checkpoint; launched on P processes, each generates every P-th image and the
-    main process writes them all (each image has its own seed, so P does not change them)."""
+    main process writes them all (each image has its own seed, so P does not change them).
+
+    settings.json holds only what determines the images, so a re-run (after a kill, or on more
+    processes) rewrites it byte for byte; seconds and the process count go to ``timing``."""
     import torch
 
     from ..distributed import process_state, split_map
@@ -58,11 +61,15 @@ def run_eval_generate(cfg: EvaluateConfig, checkpoint: Path, name: str, out: Pat
     settings = {"checkpoint": str(checkpoint), "name": name, "prompts": cfg.prompts, "split": cfg.split,
                 "n_prompts": len(prompts), "seeds": cfg.seeds, **cfg.sampling.model_dump(),
                 "seed_rule": "sha256(seed, prompt) per image", **revision,
-                "images": len(rows), "processes": world, "seconds": round(seconds, 2)}
+                "images": len(rows)}
     with atomic_dir(out) as tmp:
         pd.DataFrame({
             "prompt_id": [r[0] for r in rows], "prompt": [r[1] for r in rows], "seed": [r[2] for r in rows],
             "sample_seed": [prompt_seed(r[1], r[2]) for r in rows], "png": [_png(im) for im in images],
         }).to_parquet(tmp / "images.parquet", index=False)
         write_json(tmp / "settings.json", settings)
-    return settings
+    figures = {"images": len(rows), "processes": world, "seconds": round(seconds, 2),
+               "images_per_s": round(len(rows) / seconds, 3) if seconds > 0 else None}
+    if timing is not None:
+        write_json(timing, figures)
+    return {**settings, "timing": figures}

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import EvaluateConfig
-from ..io_utils import atomic_path, write_json
+from ..io_utils import atomic_dir, atomic_path, write_json
 from ..progress import progress
 from .generate import decode_png
 from .scorers import build_scorers
@@ -67,14 +67,13 @@ def run_evaluate(cfg: EvaluateConfig, image_dirs: list[Path], out: Path, metrics
             row.update(win_rate_vs_base=w, win_ci_low=wl, win_ci_high=wh)
         summary_rows.append(row)
     summary = pd.DataFrame(summary_rows).sort_values(["metric", "round"]).reset_index(drop=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "scores.parquet") as tmp:
-        scores.to_parquet(tmp, index=False)
-    with atomic_path(out / "summary.csv") as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6f")
+    # the whole folder is swapped in at once: a kill leaves the old folder or the new, never a mix
+    with atomic_dir(out) as tmp:
+        scores.to_parquet(tmp / "scores.parquet", index=False)
+        summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6f")
+        _grid(cfg, image_tables, scores, tmp / "grid.png")
     with atomic_path(plots) as tmp:
         plot_table(summary).to_csv(tmp, index=False, float_format="%.6f")
-    _grid(cfg, image_tables, scores, out / "grid.png")
     first = next(iter(settings.values()))
     result = {
         "settings": {"prompts": cfg.prompts, "split": cfg.split, "n_prompts": first["n_prompts"],

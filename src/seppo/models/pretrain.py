@@ -142,8 +142,12 @@ def train_unet(cfg: BaseModelConfig, latents, cond, caption_index: np.ndarray, l
     return unet
 
 
-def pretrain_base_model(cfg: BaseModelConfig, web_dir: Path, out_dir: Path) -> dict:
-    """Train theta_0 on the web corpus and save it as a diffusers StableDiffusionPipeline folder."""
+def pretrain_base_model(cfg: BaseModelConfig, web_dir: Path, out_dir: Path, timing: dict | None = None) -> dict:
+    """Train theta_0 on the web corpus and save it as a diffusers StableDiffusionPipeline folder.
+
+    The summary (also saved in the model's seppo_provenance.json) holds only what the seeds and
+    params determine, so a re-run rewrites models/base byte for byte; wall-clock seconds go into
+    ``timing`` (the stage writes them to reports/metrics/timing/base_model.json)."""
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -182,8 +186,6 @@ def pretrain_base_model(cfg: BaseModelConfig, web_dir: Path, out_dir: Path) -> d
     )
     summary = {
         "source": "embedded",
-        "seconds_total": round(time.perf_counter() - t0, 1),
-        "seconds_vae": round(t_vae, 1),
         "vae_final_mse": next(r["mse"] for r in reversed(log) if r["phase"] == "vae"),
         "unet_final_loss": next(r["loss"] for r in reversed(log) if r["phase"] == "unet"),
         "latent_scaling_factor": scaling,
@@ -202,4 +204,6 @@ def pretrain_base_model(cfg: BaseModelConfig, web_dir: Path, out_dir: Path) -> d
         (tmp / "seppo_provenance.json").write_text(
             json.dumps({"params": cfg.model_dump(), "summary": summary, "log": log}, indent=2) + "\n"
         )
+    if timing is not None:
+        timing.update(seconds_total=round(time.perf_counter() - t0, 1), seconds_vae=round(t_vae, 1))
     return summary

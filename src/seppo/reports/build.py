@@ -206,7 +206,7 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
                 md.append(f"| {r['round']} | {r.get('loss_type')} | {r.get('criterion') or '-'} | "
                           f"{r.get('anchor_draws', 0)} | `{r['reference']}` | {_fmt(r.get('mean_loss'), 4)} | "
                           f"{_fmt(r.get('mean_flip_rate'))} | {_fmt(r.get('mean_implicit_acc'))} |")
-        md += ["", "Wall-clock throughput and peak memory of each round are in `runs/round_k/timing.json` "
+        md += ["", "Wall-clock throughput and peak memory of each round are in `reports/metrics/timing/round_k.json` "
                "(`dvc metrics show`): they vary between runs, so nothing, this report included, depends on them.", ""]
         md += _anchor_section(rounds)
     from ..study.report import study_section

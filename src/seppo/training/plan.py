@@ -5,7 +5,7 @@
   selection          runs/round_k/reference.json
   reference samples  data/refsamples/round_k/
   training logs      runs/round_k/live/                 (DVCLive)
-  wall-clock figures runs/round_k/timing.json           (nothing depends on it)
+  wall-clock figures reports/metrics/timing/{round_k,refsamples_k}.json (nothing depends on them)
   resumable state    runs/state/round_k/                (not DVC-tracked; removed when the round ends)
 """
 
@@ -48,11 +48,11 @@ class Layout:
 
     def refsamples_timing(self, k: int) -> Path:
         """Wall-clock figures of round k's reference samples: nothing depends on this file."""
-        return self.root / f"runs/round_{k}/refsamples_timing.json"
+        return self.root / f"reports/metrics/timing/refsamples_{k}.json"
 
     def timing(self, k: int) -> Path:
-        """Wall-clock figures of round k's training: nothing depends on this file."""
-        return self.root / f"runs/round_{k}/timing.json"
+        """Wall-clock figures of round k's training: nothing depends on this file (io_utils.timing_path)."""
+        return self.root / f"reports/metrics/timing/round_{k}.json"
 
 
 # one independent random stream per (purpose, ...): the anchor's draws use it too

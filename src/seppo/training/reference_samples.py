@@ -115,6 +115,7 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
         if main:
             with atomic_dir(out) as tmp:
                 write_json(tmp / "settings.json", settings)
+            write_json(layout.refsamples_timing(k), {"round": k, "samples": 0, "generation_seconds": 0.0})
         return settings
     captions = [cache.captions[c] for c in cache.caption_id[rows]]
     uids = cache.index.winner_uid.to_numpy()[rows].tolist()
