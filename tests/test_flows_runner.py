@@ -93,9 +93,9 @@ def test_valid_overrides_become_dvc_set_args(params_file):
 
 @pytest.mark.parametrize("bad, needle", [
     ({"train.criterion": "foo"}, "train.criterion: Input should be 'sign'"),
-    ({"+train.lrr": 1}, "train.lrr: unknown key; allowed keys here:"),
+    ({"+train.lrr": 1}, "train.lrr: unknown key; did you mean train.lr? allowed keys here:"),
     ({"train.lrr": 1}, "train.lrr: unknown key"),
-    ({"trian.lr": 1}, "trian: unknown key; allowed keys here: base_model"),
+    ({"trian.lr": 1}, "trian: unknown key; did you mean train? allowed keys here: base_model"),
     ({"train.lr": "fast"}, "train.lr: Input should be a valid number"),
     ({"train.lr.x": 1}, "train.lr is a value, not a section"),
     ({"train lr": 1}, "expected a dotted params key"),
