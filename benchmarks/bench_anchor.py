@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from _unets import policy_and_reference
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,20 +27,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
 
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-
     from seppo.config import TrainConfig
-    from seppo.models import components
     from seppo.models.conditioning import TextCond
     from seppo.training.forward import MicroBatch, anchor_draws, compute_loss
 
-    if (args.model / "unet").exists():
-        load = lambda: UNet2DConditionModel.from_pretrained(args.model, subfolder="unet")  # noqa: E731
-        sched = DDPMScheduler.from_pretrained(args.model, subfolder="scheduler")
-    else:
-        load = lambda: components.unet([32, 64], 1, 8, 64, 0)  # noqa: E731
-        sched = components.train_scheduler()
-    policy, ref = load().train(), load().eval().requires_grad_(False)
+    policy, ref, sched = policy_and_reference(args.model)
     c = policy.config
     B, s = args.batch, c.sample_size
     shape = (c.in_channels, s, s)
