@@ -71,8 +71,9 @@ STUDY = {"train": {"updates_per_round": 2},
 def test_matrix_plans_seeds_lr_and_skips_pending_and_base():
     p = parse_params(STUDY)
     runs = plan_runs(p)
-    assert [r.name for r in runs] == ["none__seed0", "none__seed1", "none__seed2", "sign__seed0", "sign__seed1"]
-    assert runs[3].overrides == {"train.criterion": "sign", "train.lr": 3e-4, "train.seed": 0, "train.rounds": 2}
+    # seed-major: a study stopped early holds whole seeds of every variant (sign runs on 2 seeds only)
+    assert [r.name for r in runs] == ["none__seed0", "sign__seed0", "none__seed1", "sign__seed1", "none__seed2"]
+    assert runs[1].overrides == {"train.criterion": "sign", "train.lr": 3e-4, "train.seed": 0, "train.rounds": 2}
     assert len({r.params_hash for r in runs}) == 5
     assert effective_hash(p, runs[0].overrides) == runs[0].params_hash
     # a param every run reads changes every hash; the study's own section does not

@@ -45,13 +45,15 @@ def effective_hash(params: Params, overrides: dict[str, Any]) -> str:
 
 
 def plan_runs(params: Params) -> list[Run]:
-    """Variants x seeds in table order; pending and non-training variants are not run."""
+    """Seed by seed, and within a seed the variants in table order; pending and non-training variants
+    are not run. Seed-major, so a study stopped early (killed, or out of budget) holds whole seeds
+    of every variant: paired comparisons need each variant on the same seeds."""
     st = params.study
     runs = []
-    for name, v in st.variants.items():
-        if v.pending or not v.train:
-            continue
-        for seed in st.seeds[: v.n_seeds or len(st.seeds)]:
+    for seed in st.seeds:
+        for name, v in st.variants.items():
+            if v.pending or not v.train or seed not in st.seeds[: v.n_seeds or len(st.seeds)]:
+                continue
             over = variant_params(params, v, seed, st.rounds)
             runs.append(Run(name, seed, over, effective_hash(params, over)))
     return runs
