@@ -37,7 +37,7 @@ def main() -> None:
         description="SePPO pipeline over DVC; overrides (params key -> value) run as an isolated DVC experiment.",
         tags=["seppo"],
         # one run at a time; later runs wait for the slot (ENQUEUE), they are not cancelled
-        global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     )
     study = seppo_study.to_deployment(
         name=args.name,

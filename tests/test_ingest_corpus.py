@@ -384,13 +384,15 @@ def test_plan_and_preset_refuse_an_unpinned_hub_id_without_a_traceback(tmp_path,
     from seppo.cli import app
 
     monkeypatch.chdir(tmp_path)  # preset re-plans ./dvc.yaml
-    (tmp_path / "params.yaml").write_text("ingest:\n  source: someone/pickapic_mirror\n")
+    # a mirror is not the embedded world: no embedded PickScore (a cross-section rule of the config)
+    mirror = "ingest:\n  source: someone/pickapic_mirror\nscorer_model:\n  enabled: false\n"
+    (tmp_path / "params.yaml").write_text(mirror)
     res = CliRunner().invoke(app, ["plan", "--params", str(tmp_path / "params.yaml"), "--out",
                                    str(tmp_path / "dvc.yaml")])
     assert res.exit_code == 2 and "set ingest.revision to a commit sha" in res.output
     assert not (tmp_path / "dvc.yaml").exists()
     (tmp_path / "p2.yaml").write_text("train:\n  rounds: 1\n")
-    (tmp_path / "preset.yaml").write_text("ingest:\n  source: someone/pickapic_mirror\n")
+    (tmp_path / "preset.yaml").write_text(mirror)
     res = CliRunner().invoke(app, ["preset", str(tmp_path / "preset.yaml"), "--params", str(tmp_path / "p2.yaml")])
     assert res.exit_code == 2 and "set ingest.revision" in res.output
     assert (tmp_path / "p2.yaml").read_text() == "train:\n  rounds: 1\n"  # untouched
