@@ -225,3 +225,25 @@ def test_print_queue_lists_only_the_missing_runs(tmp_path):
     assert queue_commands(p, tmp_path) == [
         "dvc exp run --queue --name sign__seed1 -S ++train.criterion=sign -S ++train.lr=0.0003 "
         "-S ++train.rounds=2 -S ++train.seed=1 evaluate"]
+
+
+def test_experiment_found_after_the_repository_moved_on(tmp_path):
+    """A study runs for hours; commits made meanwhile move HEAD off the experiments' baseline."""
+    import subprocess
+
+    from seppo.study.runner import StudyError, _experiment_rev
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("-c", "user.email=t@t.invalid", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "a")
+    old = git("rev-parse", "HEAD")
+    git("update-ref", f"refs/exps/{old[:2]}/{old[2:]}/sign__seed0", old)
+    git("-c", "user.email=t@t.invalid", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "b")
+    new = git("rev-parse", "HEAD")
+    assert _experiment_rev(tmp_path, "sign__seed0") == old  # found on the old baseline
+    git("update-ref", f"refs/exps/{new[:2]}/{new[2:]}/sign__seed0", new)
+    assert _experiment_rev(tmp_path, "sign__seed0") == new  # this baseline's first
+    with pytest.raises(StudyError, match="no experiment named none__seed0"):
+        _experiment_rev(tmp_path, "none__seed0")

@@ -99,8 +99,17 @@ def planned_rounds(root: Path, params: Params, rounds: int, replan: bool) -> Ite
 
 
 def _experiment_rev(root: Path, name: str) -> str:
+    """The commit of the experiment called ``name``: on this baseline (HEAD) if there is one, else the
+    newest on any baseline (the repository may have moved on while a study ran; the caller checks
+    that its params match the run's)."""
     head = _git(root, "rev-parse", "HEAD").strip()
-    return _git(root, "rev-parse", f"refs/exps/{head[:2]}/{head[2:]}/{name}").strip()
+    lines = _git(root, "for-each-ref", "--sort=-creatordate", "--format=%(refname) %(objectname)",
+                 "refs/exps").splitlines()
+    found = [ln.split() for ln in lines if ln.split() and ln.split()[0].endswith(f"/{name}")]
+    if not found:
+        raise StudyError(f"no experiment named {name} in {root} (git refs/exps)")
+    here = [sha for ref, sha in found if ref == f"refs/exps/{head[:2]}/{head[2:]}/{name}"]
+    return here[0] if here else found[0][1]
 
 
 def finished_experiment(root: Path, run: Run) -> str | None:
