@@ -83,7 +83,7 @@ def build(params: Params) -> dict:
     K = params.train.rounds
     st: dict = {}
     st["world"] = {"cmd": "seppo world", "deps": _code("world"), "params": _params("world", params),
-                   "outs": ["data/world"], "metrics": _metrics("reports/metrics/world.json")}
+                   "outs": ["data/world"], "metrics": _timed("reports/metrics/world.json")}
     st["base_model"] = {"cmd": "seppo base-model",
                         "deps": ["data/world/web", *_code("base_model")],
                         "params": _params("base_model", params), "outs": ["models/base"],
