@@ -1,9 +1,23 @@
-"""Policy and reference UNets for the step benchmarks: the tiny SD UNet of `models/base` if the
+"""Shared by the step benchmarks: a timing helper, and policy and reference UNets: the tiny SD UNet of `models/base` if the
 pipeline has run, else a random one of the same architecture (weights do not change the timing)."""
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
 
 
 def policy_and_reference(model: Path):

@@ -10,13 +10,11 @@ random one of the same architecture.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from _unets import policy_and_reference
+from _unets import median_seconds, policy_and_reference
 
 
 def main() -> None:
@@ -56,13 +54,7 @@ def main() -> None:
         return step
 
     def timeit(fn):
-        fn()
-        out = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-        return statistics.median(out)
+        return median_seconds(fn, args.repeats, warmup=1)
 
     variants = [0, *args.draws]
     fns = {k: step_fn(k) for k in variants}

@@ -10,13 +10,11 @@ grad clipping, AdamW). Target: step / unavoidable <= 1.15. Uses the tiny SD UNet
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from _unets import policy_and_reference
+from _unets import median_seconds, policy_and_reference
 
 
 def main() -> None:
@@ -56,14 +54,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
 
     def timeit(fn):
-        for _ in range(3):
-            fn()
-        out = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-        return statistics.median(out)
+        return median_seconds(fn, args.repeats, warmup=3)
 
     # interleave to share machine noise
     a, b = [], []

@@ -10,9 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seppo.config import CacheConfig, ConfigError, IngestConfig, TrainConfig, parse_params
-from seppo.data.cache import run_cache
-from seppo.data.ingest import run_ingest
+from seppo.config import ConfigError, TrainConfig, parse_params
 from seppo.models.conditioning import as_cond
 from seppo.training import oracle
 from seppo.training.forward import MicroBatch, compute_loss, training_target
@@ -20,8 +18,7 @@ from seppo.training.losses import (AnchorConfig, AnchorEvidence, anchor_decision
 from seppo.training.plan import Layout, draw_noise, noise_seed, resolve_noise_offset, round_noise
 from seppo.training.reference_samples import run_refsamples, run_select
 from seppo.training.trainer import run_train
-from tests.test_data_ingest import row, write_shard
-from tests.test_trainer import TINY, fresh, project  # noqa: F401  (fixture)
+from tests.test_trainer import TINY, fresh, make_project, project  # noqa: F401  (fixture)
 
 
 def t(*xs):
@@ -259,15 +256,8 @@ def test_round_diagnostics_on_crafted_records():
 @pytest.fixture(scope="module")
 def shapeland_project(tmp_path_factory, tiny_pipeline_dir):
     """theta_0 (tiny random) and a cache of 8 winners whose captions are Shapeland's."""
-    root = tmp_path_factory.mktemp("shape")
-    shutil.copytree(tiny_pipeline_dir, root / "models" / "base")
-    src = root / "src"
-    src.mkdir()
     caps = ["one small red circle on a white background", "two large blue squares on a black background"]
-    write_shard(src / "s.parquet", [row(i, caption=caps[i % 2]) for i in range(8)])
-    run_ingest(IngestConfig(source=str(src)), root / "data/ingest", root / "m1.json")
-    run_cache(CacheConfig(), root / "data/ingest", root / "models/base", root / "data/cache", root / "m2.json")
-    return root
+    return make_project(tmp_path_factory.mktemp("shape"), tiny_pipeline_dir, [caps[i % 2] for i in range(8)])
 
 
 def test_oracle_scores_shapeland_rounds_and_training_reports_it(shapeland_project, tmp_path):

@@ -32,11 +32,16 @@ TINY = dict(updates_per_round=4, micro_batch=2, lr=1e-3, checkpoint_every=2, ref
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_pipeline_dir):
     """A project root with theta_0 (tiny random pipeline) and a latent cache of 12 winners."""
-    root = tmp_path_factory.mktemp("proj")
-    shutil.copytree(tiny_pipeline_dir, root / "models" / "base")
+    return make_project(tmp_path_factory.mktemp("proj"), tiny_pipeline_dir,
+                        [f"a red circle {i % 4}" for i in range(12)])
+
+
+def make_project(root: Path, pipeline_dir, captions: list[str]) -> Path:
+    """theta_0 copied from ``pipeline_dir`` and a latent cache of one winner per caption."""
+    shutil.copytree(pipeline_dir, root / "models" / "base")
     src = root / "src"
     src.mkdir()
-    write_shard(src / "s.parquet", [row(i, caption=f"a red circle {i % 4}") for i in range(12)])
+    write_shard(src / "s.parquet", [row(i, caption=c) for i, c in enumerate(captions)])
     run_ingest(IngestConfig(source=str(src)), root / "data" / "ingest", root / "m1.json")
     run_cache(CacheConfig(), root / "data" / "ingest", root / "models" / "base", root / "data" / "cache",
               root / "m2.json")

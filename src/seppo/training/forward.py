@@ -155,9 +155,10 @@ def anchor_draws(seed: int, round_k: int, update: int, micro: int, global_mb: in
 
     Seeded apart from the loss's draw (plan.round_noise), so the anchor's decision is independent of
     the (noise, t) the loss is evaluated on."""
-    from .plan import draw_noise, stream_seed
+    from ..seeding import seed63
+    from .plan import draw_noise
 
-    g = torch.Generator().manual_seed(stream_seed("anchor", seed, round_k, update, micro))
+    g = torch.Generator().manual_seed(seed63("anchor", seed, round_k, update, micro))
     noise, t = draw_noise(g, global_mb * draws, shape, T, noise_offset)
     return noise.reshape(global_mb, draws, *shape), t.reshape(global_mb, draws)
 

@@ -55,10 +55,6 @@ class Layout:
         return self.root / f"reports/metrics/timing/round_{k}.json"
 
 
-# one independent random stream per (purpose, ...): the anchor's draws use it too
-stream_seed = _seed
-
-
 def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:
     return updates * micro_batch * grad_accum * processes
 
