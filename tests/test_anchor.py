@@ -16,7 +16,8 @@ from seppo.training import oracle
 from seppo.training.forward import MicroBatch, compute_loss, training_target
 from seppo.training.losses import (AnchorConfig, AnchorEvidence, anchor_decision, anchor_from_draws, seppo_loss)
 from seppo.training.plan import Layout, draw_noise, noise_seed, resolve_noise_offset, round_noise
-from seppo.training.reference_samples import run_refsamples, run_select
+from seppo.training.reference_samples import run_refsamples
+from seppo.training.selection import run_select
 from seppo.training.trainer import run_train
 from tests.test_trainer import TINY, fresh, make_project, project  # noqa: F401  (fixture)
 

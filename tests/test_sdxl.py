@@ -12,7 +12,8 @@ from seppo.data.ingest import run_ingest
 from seppo.models.conditioning import TextCond, TextEncoders, is_sdxl
 from seppo.models.pipeline import generate, load_pipeline
 from seppo.training.plan import Layout
-from seppo.training.reference_samples import run_refsamples, run_select
+from seppo.training.reference_samples import run_refsamples
+from seppo.training.selection import run_select
 from seppo.training.forward import MicroBatch, compute_loss
 from seppo.training.trainer import run_train
 from tests.dummy import save_dummy_sdxl_pipeline

@@ -18,7 +18,8 @@ from seppo.config import CacheConfig, IngestConfig, TrainConfig
 from seppo.data.cache import run_cache
 from seppo.data.ingest import run_ingest
 from seppo.training.plan import Layout, ref_sample_keys, round_rows
-from seppo.training.reference_samples import run_refsamples, run_select
+from seppo.training.reference_samples import run_refsamples
+from seppo.training.selection import run_select
 from seppo.models.conditioning import as_cond
 from seppo.training.forward import MicroBatch, compute_loss
 from seppo.training.trainer import TrainingDiverged, run_train

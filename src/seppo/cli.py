@@ -130,7 +130,7 @@ ROOT = typer.Option(Path("."), "--root", help="Project root holding models/, dat
 def select(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT) -> None:
     """Round k, step 1: choose the reference checkpoint from the bank (seeded, recorded)."""
     from .training.plan import Layout
-    from .training.reference_samples import run_select
+    from .training.selection import run_select
 
     _show(run_select(_params(params).train, round_k, Layout(root)))
 

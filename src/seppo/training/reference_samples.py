@@ -21,24 +21,6 @@ from ..data.cache import LatentCache
 from ..io_utils import atomic_dir, write_json
 from . import oracle
 from .plan import Layout, ref_sample_keys, resolve_noise_offset, round_noise, round_rows, samples_per_round
-from .selection import select_reference, selection_rng
-
-
-def run_select(cfg: TrainConfig, k: int, layout: Layout) -> dict:
-    bank = [str(p) for p in layout.bank(k)]
-    missing = [b for b in bank if not (Path(b) / "model_index.json").exists()]
-    if missing:
-        raise FileNotFoundError(f"round {k}: bank checkpoints missing: {missing} (run the earlier rounds)")
-    if cfg.loss == "seppo":
-        strategy = cfg.strategy
-    else:  # the baselines' reference: theta_0 for dpo (Diffusion-DPO), none needed for sft
-        strategy = "first"
-    j = select_reference(bank, strategy, selection_rng(cfg.seed, k))
-    record = {"round": k, "loss": cfg.loss, "strategy": strategy, "seed": cfg.seed,
-              "rng": f"selection_rng(seed={cfg.seed}, round={k})", "bank": bank, "index": j,
-              "reference": bank[j]}
-    write_json(layout.selection(k), record)
-    return record
 
 
 def round_plan(cfg: TrainConfig, k: int, cache: LatentCache, processes: int = 1):
