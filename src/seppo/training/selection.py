@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..io_utils import write_json
-
 from ..seeding import named_rng
 
 if TYPE_CHECKING:
