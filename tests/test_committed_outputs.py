@@ -90,5 +90,9 @@ def test_study_aggregate_recomputes_from_committed_runs(tmp_path):
     out = Path(params.study.out)
     shutil.copytree(ROOT / out / "runs", tmp_path / out / "runs")
     run_aggregate(params, tmp_path)
-    for name in ("aggregate.csv", "aggregate.md", "oracle.csv"):
+    names = ["aggregate.csv", "aggregate.md", "oracle.csv"]
+    # the lr sweep's table exists exactly when the committed runs hold sweep points
+    assert (tmp_path / out / "lr_sweep.csv").exists() == (ROOT / out / "lr_sweep.csv").exists()
+    names += ["lr_sweep.csv"] if (ROOT / out / "lr_sweep.csv").exists() else []
+    for name in names:
         assert (tmp_path / out / name).read_bytes() == (ROOT / out / name).read_bytes(), name

@@ -247,3 +247,31 @@ def test_experiment_found_after_the_repository_moved_on(tmp_path):
     assert _experiment_rev(tmp_path, "sign__seed0") == new  # this baseline's first
     with pytest.raises(StudyError, match="no experiment named none__seed0"):
         _experiment_rev(tmp_path, "none__seed0")
+
+
+def test_lr_sweep_points_get_their_own_table_and_the_better_lr_is_picked(tmp_path):
+    from seppo.study.aggregate import lr_sweep, sweep_points
+    from seppo.study.records import load_records
+
+    d = json.loads(json.dumps(STUDY))
+    # none at another lr on the first seed only: the same overrides, so a sweep point of none (not a variant of
+    # its own in the main table); sign differs in its overrides, so it is no sweep point even at another lr
+    d["study"]["variants"]["none_lo"] = {"label": "w/o anchor, lr 1e-4", "overrides": {"train.criterion": "none"},
+                                         "lr": 1e-4, "n_seeds": 1}
+    p = parse_params(d)
+    assert sweep_points(p) == {"none_lo": "none"}
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1, "none_lo": 0.08})
+    s = lr_sweep(p, load_records(tmp_path / "reports/study"))
+    assert set(s.seed) == {0} and set(s.method) == {"none"}
+    last = s[s["round"] == 2].set_index("variant")
+    # paired on prompts of seed 0: 2 * (0.08 - 0.05) exactly, zero-width CI; the faster lr wins round 2
+    assert last.loc["none_lo", "diff_vs_main"] == pytest.approx(0.06, abs=1e-6)
+    assert last.loc["none_lo", "diff_ci_low"] == pytest.approx(0.06, abs=1e-6)
+    assert bool(last.loc["none_lo", "picked"]) and not bool(last.loc["none", "picked"])
+    assert last.loc["none", "lr"] == p.train.lr and last.loc["none_lo", "lr"] == 1e-4
+    run_aggregate(p, tmp_path)
+    md = (tmp_path / "reports/study/aggregate.md").read_text()
+    main_table = md.split("## Learning-rate sweep")[0]
+    assert "w/o anchor, lr 1e-4" not in main_table and "| w/o anchor |" in main_table
+    assert "| w/o anchor | **0.0001** |" in md and "+0.060 | [0.060, 0.060] |" in md
+    assert (tmp_path / "reports/study/lr_sweep.csv").exists()

@@ -3,7 +3,10 @@
 Outputs (under study.out, default reports/study/)
   aggregate.csv     per variant, scorer and round: mean, two-level 95% CI, the prompt-only CI,
                     win rate vs base, paired differences vs each study.compare_to variant
-  aggregate.md      the same, final round, as Markdown
+  aggregate.md      the same, final round, as Markdown; then the learning-rate sweep
+  lr_sweep.csv      the one-seed learning-rate sweep: per method, lr and round, the sweep seed's mean
+                    over prompts, its difference to the method's own lr (paired on prompts) and the
+                    lr the sweep picks (best ground truth at the final round)
   oracle.csv        per variant and round: the mean over seeds of every round metric that describes
                     the anchor (flip rates, oracle and anchor diagnostics when the trainer writes them)
   curves_<scorer>.png   per-round means with 95% CI bands, one line per variant
@@ -12,6 +15,7 @@ Nothing here reads a clock or a host: the same records give the same bytes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,8 @@ from .stats import paired_difference, prompt_only_ci, two_level_bootstrap
 ORACLE_KEYS = ("mean_flip_rate", "mean_implicit_acc", "oracle_flip_rate", "anchor_flip_rate", "anchor_accuracy",
                "anchor_auc", "mean_d_w", "mean_d_r")
 FIG_DPI = 100
+# the sweep picks by the ground truth where the records have it (the embedded world), else the first scorer
+SWEEP_METRICS = ("shapeland_utility",)
 
 
 def _ckpt(k: int) -> str:
@@ -38,6 +44,99 @@ def _by_variant(params: Params, records: list[dict]) -> dict[str, list[dict]]:
     for r in records:
         groups.setdefault(r["variant"], []).append(r)
     return {v: groups[v] for v in sorted(groups, key=lambda v: (order.index(v) if v in order else len(order), v))}
+
+
+def sweep_points(params: Params) -> dict[str, str]:
+    """Sweep point -> its method's main variant: trained variants with the same overrides as another, differing
+    only in lr. The main one is the variant with the most seeds (the first in table order on a tie)."""
+    st = params.study
+    names = list(st.variants)
+    groups: dict[str, list[str]] = {}
+    for n, v in st.variants.items():
+        if v.train and not v.pending:
+            groups.setdefault(json.dumps(v.overrides, sort_keys=True, default=str), []).append(n)
+    out = {}
+    for members in groups.values():
+        main = min(members, key=lambda n: (-(st.variants[n].n_seeds or len(st.seeds)), names.index(n)))
+        out.update({n: main for n in members if n != main})
+    return out
+
+
+def lr_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
+    """The one-seed learning-rate sweep: per method (main variant plus its sweep points), lr, metric and round,
+    the sweep seed's mean over prompts with its prompt-only CI, the difference to the method's own lr paired on
+    prompts, and `picked` on the lr with the best mean at the final round (SWEEP_METRICS first)."""
+    st = params.study
+    points = sweep_points(params)
+    if not points:
+        return pd.DataFrame()
+    groups = _by_variant(params, records)
+    methods: dict[str, list[str]] = {}
+    for point, main in points.items():
+        methods.setdefault(main, [main]).append(point)
+    rounds = max(int(k.rsplit("_", 1)[1]) for r in records for k in r["checkpoints"] if k != "base")
+    rows = []
+    for main, members in methods.items():
+        seeds = [set(r["seed"] for r in groups.get(n, [])) for n in members]
+        common = sorted(set.intersection(*seeds)) if all(seeds) else []
+        if len(members) < 2 or not common:
+            continue
+        seed = common[0]
+        recs = {n: [r for r in groups[n] if r["seed"] == seed] for n in members}
+        metrics = sorted(recs[main][0]["checkpoints"].get("round_1", {}))
+        for metric in metrics:
+            ref = {k: per_prompt_matrix(recs[main], _ckpt(k), metric) for k in range(1, rounds + 1)}
+            for n in members:
+                lr = recs[n][0]["overrides"].get("train.lr", params.train.lr)
+                for k in range(1, rounds + 1):
+                    got = per_prompt_matrix(recs[n], _ckpt(k), metric)
+                    if got is None:
+                        continue
+                    x = got[1]
+                    lo, hi = prompt_only_ci(x, st.n_boot, st.seed)
+                    row = {"method": main, "variant": n, "label": st.variants[main].label, "lr": lr, "seed": seed,
+                           "metric": metric, "round": k, "mean": float(x.mean()), "prompt_ci_low": lo,
+                           "prompt_ci_high": hi}
+                    if n != main and ref[k] is not None:
+                        d = paired_difference(x, ref[k][1], st.n_boot, st.seed)
+                        row.update(diff_vs_main=d.mean, diff_ci_low=d.lo, diff_ci_high=d.hi)
+                    rows.append(row)
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    t["picked"] = False
+    for (method, metric), g in t[t["round"] == rounds].groupby(["method", "metric"], sort=False):
+        t.loc[g["mean"].idxmax(), "picked"] = True
+    pick_metric = next((m for m in SWEEP_METRICS if m in set(t.metric)), sorted(set(t.metric))[0])
+    t["picks_by"] = pick_metric
+    return t
+
+
+def sweep_markdown(sweep: pd.DataFrame) -> list[str]:
+    """Per method and lr: the sweep seed's mean per round of the picking metric; the picked lr in bold."""
+    if sweep.empty:
+        return []
+    metric = sweep["picks_by"].iloc[0]
+    s = sweep[sweep.metric == metric]
+    K = int(s["round"].max())
+    seed = int(s["seed"].iloc[0])
+    head = ["method", "lr"] + [f"round {k}" for k in range(1, K + 1)] + [f"round {K} - method's lr", "95% CI"]
+    md = ["## Learning-rate sweep (one training seed)", "",
+          f"Each method at other learning rates on training seed {seed} only ({metric}, mean over prompts; "
+          f"differences paired on prompts, 95% CI over prompts only: one seed, so no seed-to-seed spread). "
+          f"The picked lr (bold) has the best mean at round {K}; the multi-seed rows above run at the lr "
+          "in their lr column.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (method, lr), g in s.groupby(["method", "lr"], sort=False):
+        g = g.set_index("round")
+        picked = bool(g.loc[K, "picked"]) if K in g.index else False
+        last = g.loc[K] if K in g.index else None
+        d = last.get("diff_vs_main") if last is not None else None
+        cells = [g["label"].iloc[0], (f"**{lr:g}**" if picked else f"{lr:g}")]
+        cells += [_f(g.loc[k, "mean"]) if k in g.index else "" for k in range(1, K + 1)]
+        cells += ["(its lr)" if d is None or pd.isna(d) else f"{d:+.3f}",
+                  "" if d is None or pd.isna(d) else f"[{_f(last['diff_ci_low'])}, {_f(last['diff_ci_high'])}]"]
+        md.append("| " + " | ".join(cells) + " |")
+    return md + [""]
 
 
 def aggregate(params: Params, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -125,9 +224,10 @@ def table_markdown(params: Params, table: pd.DataFrame) -> list[str]:
     st = params.study
     K = int(table["round"].max())
     refs = [c for c in st.compare_to if f"diff_vs_{c}" in table.columns]
+    points = sweep_points(params)  # one-seed lr-sweep points have their own table
     md = []
     for metric, g in table.groupby("metric", sort=True):
-        g = g[(g["round"] == K) | (g["round"] == 0)]
+        g = g[((g["round"] == K) | (g["round"] == 0)) & ~g.variant.isin(points)]
         head = ["variant", "seeds", "lr", "mean", "95% CI (seeds x prompts)", "95% CI (prompts only)",
                 "win rate vs base", "95% CI"] + [x for c in refs for x in (f"- {c}", "95% CI")]
         md += [f"**{metric}**, round {K} (round 0 = theta_0):", "", "| " + " | ".join(head) + " |",
@@ -157,8 +257,8 @@ def oracle_markdown(oracle: pd.DataFrame) -> list[str]:
     return md + [""]
 
 
-def curves(table: pd.DataFrame, out: Path) -> list[Path]:
-    """Per-round mean and 95% CI band per variant, one figure per scorer (deterministic bytes)."""
+def curves(table: pd.DataFrame, out: Path, skip=()) -> list[Path]:
+    """Per-round mean and 95% CI band per variant but ``skip``, one figure per scorer (deterministic bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,7 +268,7 @@ def curves(table: pd.DataFrame, out: Path) -> list[Path]:
     if table.empty:
         return paths
     cmap = plt.get_cmap("tab20")
-    for metric, g in table.groupby("metric", sort=True):
+    for metric, g in table[~table.variant.isin(list(skip))].groupby("metric", sort=True):
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         base = g[g["round"] == 0]
         for i, (variant, h) in enumerate(g[g["round"] > 0].groupby("variant", sort=False)):
@@ -210,9 +310,13 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
           "each); differences paired on seed and prompt.",
           "", "Overrides of every trained variant (the study's cost reductions): "
           + (", ".join(f"`{k}={v}`" for k, v in sorted(st.common.items())) or "none") + ".", ""]
-    md += table_markdown(params, table) + ["## Anchor and oracle diagnostics (mean over seeds)", ""]
-    md += oracle_markdown(oracle)
+    sweep = lr_sweep(params, records)
+    if not sweep.empty:
+        with atomic_path(out / "lr_sweep.csv") as tmp:
+            sweep.to_csv(tmp, index=False, float_format="%.6f")
+    md += table_markdown(params, table) + sweep_markdown(sweep)
+    md += ["## Anchor and oracle diagnostics (mean over seeds)", ""] + oracle_markdown(oracle)
     with atomic_path(out / "aggregate.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
-    figs = curves(table, out)
+    figs = curves(table, out, skip=sweep_points(params))
     return {"records": len(records), "rows": len(table), "figures": [str(p.relative_to(root)) for p in figs]}

@@ -63,6 +63,11 @@ def study_section(params: Params, root: Path = Path(".")) -> list[str]:
         cells = [_cell(t, name, m, K) if name else "" for m in metrics]
         md.append(f"| {row} | {value:.2f} | {label} | " + " | ".join(cells) + " |")
     md.append("")
+    if (out / "lr_sweep.csv").exists():  # the one-seed lr sweep that picked each method's lr
+        from .aggregate import sweep_markdown
+
+        md += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
+               for line in sweep_markdown(pd.read_csv(out / "lr_sweep.csv"))]
     for m in metrics:
         if (out / f"curves_{m}.png").exists():
             md.append(f"![study_{m}]({(out / f'curves_{m}.png').relative_to(root / 'reports')})")
