@@ -72,3 +72,18 @@ def save_dummy_sdxl_pipeline(out: Path, image_size: int = 32, seed: int = 0) -> 
 
     StableDiffusionXLPipeline(**get_dummy_sdxl_components(image_size, seed)).save_pretrained(out, safe_serialization=True)
     return Path(out)
+
+
+def get_dummy_motion_unet(seed: int = 0, latent: int = 8, cross_dim: int = 32, max_frames: int = 16):
+    """A tiny AnimateDiff UNet (UNetMotionModel = a 2-D SD UNet + a MotionAdapter's temporal modules)."""
+    import torch
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=latent, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_dim, norm_num_groups=4)
+    adapter = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_norm_num_groups=4,
+                            motion_num_attention_heads=2, motion_max_seq_length=max_frames)
+    return UNetMotionModel.from_unet2d(unet, adapter)

@@ -92,6 +92,9 @@ def _errors(net, x, t, cond: TextCond, target) -> torch.Tensor:
     # The reference runs in the policy's dtype under the same autocast: identical weights must give
     # identical errors (s = 0), whatever the mixed-precision setting.
     dtype = next(net.parameters()).dtype
+    if x.ndim == 5:  # video latents (B, C, F, h, w): a motion UNet takes the text once per frame
+        cond = cond._map(lambda v: v.repeat_interleave(x.shape[2], 0))
+    # per-sample errors average over every non-batch axis: channels, frames and pixels
     return per_sample_error(net(x.to(dtype), t, **cond.to(dtype).unet_kwargs()).sample, target)
 
 
