@@ -87,3 +87,15 @@ def get_dummy_motion_unet(seed: int = 0, latent: int = 8, cross_dim: int = 32, m
     adapter = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_norm_num_groups=4,
                             motion_num_attention_heads=2, motion_max_seq_length=max_frames)
     return UNetMotionModel.from_unet2d(unet, adapter)
+
+
+def save_dummy_motion_adapter(out: Path, seed: int = 0, max_frames: int = 16) -> Path:
+    """A tiny MotionAdapter matching get_dummy_components' UNet (channels 16, 32; one layer per block)."""
+    import torch
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed)
+    adapter = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_norm_num_groups=4,
+                            motion_num_attention_heads=2, motion_max_seq_length=max_frames)
+    adapter.save_pretrained(out, safe_serialization=True)
+    return Path(out)

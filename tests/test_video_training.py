@@ -3,6 +3,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,3 +73,29 @@ def test_a_motion_only_step_moves_the_temporal_modules_and_nothing_else():
     opt.step()
     moved = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
     assert moved and all("motion_modules" in n for n in moved)
+
+
+def test_clips_from_saved_folders_are_seeded_per_prompt_and_hub_ids_need_a_revision(tmp_path):
+    from seppo.config import SamplingConfig
+    from seppo.models.pipeline import ModelNotFound
+    from seppo.models.video_pipeline import generate_clips, load_video_pipeline
+
+    from .dummy import save_dummy_motion_adapter, save_dummy_pipeline
+
+    base = save_dummy_pipeline(tmp_path / "base")
+    adapter = save_dummy_motion_adapter(tmp_path / "adapter")
+    pipe = load_video_pipeline(base, adapter)
+    assert type(pipe).__name__ == "AnimateDiffPipeline" and type(pipe.unet).__name__ == "UNetMotionModel"
+    s = SamplingConfig(sampler="ddim", steps=2, guidance=3.0)
+    prompts = ["one small red circle on a white background, growing",
+               "two large blue squares on a grey background, moving left"]
+    both = generate_clips(pipe, prompts, [0, 0], s, frames=4, batch_size=2)
+    assert both.shape == (2, 4, 32, 32, 3) and both.dtype == np.uint8
+    alone = generate_clips(pipe, prompts[1:], [0], s, frames=4)
+    assert np.abs(alone[0].astype(int) - both[1].astype(int)).max() <= 1  # batching changes nothing beyond rounding
+    other_seed = generate_clips(pipe, prompts[1:], [1], s, frames=4)
+    assert not np.array_equal(other_seed[0], alone[0])
+    with pytest.raises(ModelNotFound, match="without a revision: pin one"):
+        load_video_pipeline(base, "guoyww/animatediff-motion-adapter-v1-5-2")
+    with pytest.raises(ModelNotFound, match="motion adapter folder"):
+        load_video_pipeline(base, tmp_path / "nope")
