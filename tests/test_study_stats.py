@@ -81,6 +81,9 @@ def test_matrix_plans_seeds_lr_and_skips_pending_and_base():
     p3 = parse_params({**STUDY, "study": {**STUDY["study"], "n_boot": 900}})
     assert plan_runs(p2)[0].params_hash != runs[0].params_hash
     assert plan_runs(p3)[0].params_hash == runs[0].params_hash
+    # nor does the video path's section, which no image run reads
+    p4 = parse_params({**STUDY, "video_world": {"frames": 12}})
+    assert plan_runs(p4)[0].params_hash == runs[0].params_hash
 
 
 def test_unknown_variant_key_fails_at_load_with_the_dotted_key():

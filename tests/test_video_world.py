@@ -1,6 +1,7 @@
 """Shapeland clips: captions, rendering, and the ground-truth clip utility on crafted cases."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from seppo.world.render import Defects
@@ -108,3 +109,26 @@ def test_pixel_utility_tracks_the_annotators_and_rises_with_skill():
 def test_clip_shape_is_checked():
     with pytest.raises(ValueError, match=r"\(T >= 2, H, W, 3\)"):
         clip_utility(np.zeros((32, 32, 3), np.uint8), ClipScene(RED_CIRCLE, "growing"))
+
+
+def test_the_video_world_writes_what_the_video_ingest_reads(tmp_path):
+    from seppo.config import VideoWorldConfig
+    from seppo.data.video_ingest import ClipPolicy, ingest_clips, load_clips
+    from seppo.world.video_stage import run_video_world
+
+    cfg = VideoWorldConfig(train_prompts=12, pairs_per_prompt=2, eval_prompts=4, real_per_eval_prompt=2, frames=6)
+    m = run_video_world(cfg, tmp_path / "vw")
+    assert m["pairs"] == 24 and m["winners"] == 24 - m["ties"] and m["real_clips"] == 8
+    # the winners are better than the losers on the pixel utility, the clean references near perfect
+    assert m["winners_mean_utility"] > m["losers_mean_utility"] and m["real_mean_utility"] > 0.95
+    counts = ingest_clips(tmp_path / "vw/winners", tmp_path / "ing", ClipPolicy(frames=6))
+    assert counts["kept"] == m["winners"] and counts["quarantined"] == 0
+    captions, clips = load_clips(tmp_path / "ing")
+    assert clips.shape == (m["winners"], 6, 32, 32, 3)
+    prompts = pd.read_parquet(tmp_path / "vw/prompts.parquet")
+    held_out = set(prompts[prompts.split == "eval"].caption)
+    assert not held_out & set(captions)  # evaluation captions never reach training
+    # the same params write the same bytes
+    run_video_world(cfg, tmp_path / "vw2")
+    for rel in ("winners/captions.csv", "eval_real/clips/eval-0000-1/005.png", "pairs_truth.parquet"):
+        assert (tmp_path / "vw" / rel).read_bytes() == (tmp_path / "vw2" / rel).read_bytes(), rel

@@ -51,6 +51,22 @@ def world(
     _show(run_world(_params(params).world, out, metrics))
 
 
+@app.command("video-world")
+def video_world(
+    params: Path = PARAMS,
+    out: Path = typer.Option(Path("data/video_world"), help="Output folder of the video world."),
+    metrics: Path = typer.Option(Path("reports/metrics/video_world.json"), help="Metrics JSON."),
+) -> None:
+    """Generate Shapeland clips (the text-to-video path, docs/video.md): winners / losers in the video
+    ingest's folder format, held-out clean clips for the video metrics, prompts and the pairs' truth."""
+    from .io_utils import write_json
+    from .world.video_stage import run_video_world
+
+    result = run_video_world(_params(params).video_world, out)
+    write_json(metrics, result)
+    _show(result)
+
+
 @app.command("base-model")
 def base_model(
     params: Path = PARAMS,

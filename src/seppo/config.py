@@ -97,6 +97,34 @@ class WorldConfig(_Section):
         return self
 
 
+class VideoWorldConfig(_Section):
+    """Shapeland clips for the text-to-video path (`seppo video-world`; docs/video.md): captioned clips of a scene
+    that changes (moves, grows or shrinks, turns another colour), preference pairs from simulated video models,
+    winners and losers in the video ingest's folder format, clean held-out clips for the video metrics."""
+
+    seed: int = Field(0, ge=0, description="Seed of every random draw of the video world.")
+    image_size: Literal[32, 64] = Field(32, description="Frame side in pixels.")
+    frames: int = Field(8, ge=2, le=32, description="Frames per clip.")
+    train_prompts: int = Field(200, ge=1, description="Unique clip captions of the preference pairs.")
+    pairs_per_prompt: int = Field(4, ge=1, description="Preference pairs per caption.")
+    eval_prompts: int = Field(32, ge=1, description="Held-out clip captions (disjoint from the pairs').")
+    real_per_eval_prompt: int = Field(2, ge=1, description="Clean reference clips per held-out caption: the "
+                                      "'real' clips FID / FVD / LPIPS / SSIM / PSNR compare against.")
+    pair_generator_skills: list[float] = Field(
+        [0.5, 0.35, 0.2, 0.1], min_length=1, description="Skill in [0, 1] of each simulated video model of the "
+        "pairs (seppo.world.video.clip_skill_generator).")
+    annotator_temperature: float = Field(0.05, gt=0.0, description="P(clip 0 wins) = sigmoid((u0 - u1) / T).")
+    tie_margin: float = Field(0.03, ge=0.0, description="Pairs closer than this in true utility may be ties.")
+    tie_prob: float = Field(0.5, ge=0.0, le=1.0, description="P(tie) for a pair within tie_margin.")
+
+    @model_validator(mode="after")
+    def _skills(self) -> "VideoWorldConfig":
+        bad = [s for s in self.pair_generator_skills if not 0.0 <= s <= 1.0]
+        if bad:
+            raise ValueError(f"pair_generator_skills must lie in [0, 1], got {bad}")
+        return self
+
+
 class BaseModelConfig(_Section):
     """The base model theta_0: trained here on the web corpus, or loaded from a Hub id / path."""
 
@@ -564,6 +592,7 @@ class Params(_Section):
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig,
                                                description=OrchestrationConfig.__doc__)
     study: StudyConfig = Field(default_factory=StudyConfig, description=StudyConfig.__doc__)
+    video_world: VideoWorldConfig = Field(default_factory=VideoWorldConfig, description=VideoWorldConfig.__doc__)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":

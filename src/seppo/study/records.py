@@ -37,10 +37,14 @@ class Run:
         return f"{self.variant}__seed{self.seed}"
 
 
+# sections no stage of an image study run reads: changing them must not re-run the study
+NOT_HASHED = {"study", "orchestration", "video_world"}
+
+
 def effective_hash(params: Params, overrides: dict[str, Any]) -> str:
-    """sha256 of every param a run depends on (all sections but study/orchestration, overrides applied)."""
-    data = apply_overrides(params.model_dump(exclude={"study", "orchestration"}), overrides)
-    eff = parse_params(data).model_dump(exclude={"study", "orchestration"})
+    """sha256 of every param a run depends on (all sections but NOT_HASHED, overrides applied)."""
+    data = apply_overrides(params.model_dump(exclude=NOT_HASHED), overrides)
+    eff = parse_params(data).model_dump(exclude=NOT_HASHED)
     return hashlib.sha256(json.dumps(eff, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
