@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -110,19 +110,12 @@ class VideoWorldConfig(_Section):
     eval_prompts: int = Field(32, ge=1, description="Held-out clip captions (disjoint from the pairs').")
     real_per_eval_prompt: int = Field(2, ge=1, description="Clean reference clips per held-out caption: the "
                                       "'real' clips FID / FVD / LPIPS / SSIM / PSNR compare against.")
-    pair_generator_skills: list[float] = Field(
+    pair_generator_skills: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         [0.5, 0.35, 0.2, 0.1], min_length=1, description="Skill in [0, 1] of each simulated video model of the "
         "pairs (seppo.world.video.clip_skill_generator).")
     annotator_temperature: float = Field(0.05, gt=0.0, description="P(clip 0 wins) = sigmoid((u0 - u1) / T).")
     tie_margin: float = Field(0.03, ge=0.0, description="Pairs closer than this in true utility may be ties.")
     tie_prob: float = Field(0.5, ge=0.0, le=1.0, description="P(tie) for a pair within tie_margin.")
-
-    @model_validator(mode="after")
-    def _skills(self) -> "VideoWorldConfig":
-        bad = [s for s in self.pair_generator_skills if not 0.0 <= s <= 1.0]
-        if bad:
-            raise ValueError(f"pair_generator_skills must lie in [0, 1], got {bad}")
-        return self
 
 
 class BaseModelConfig(_Section):

@@ -85,6 +85,18 @@ def generate(
     """uint8 images (len(prompts), H, W, 3); image i uses its own generator seeded by
     ``prompt_seed(prompts[i], seeds[i])``, so a sample does not depend on what it is batched with.
     ``progress`` names a bar over the images (with ETA); diffusers' own per-call bar stays off."""
+
+    def call(p, gens):
+        return pipe(p, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance, generator=gens,
+                    output_type="np").images
+
+    return seeded_batches(pipe, call, prompts, seeds, sampling, batch_size, progress, "img")
+
+
+def seeded_batches(pipe, call, prompts: list[str], seeds: list[int], sampling: SamplingConfig, batch_size: int,
+                   progress: str | None, unit: str) -> np.ndarray:
+    """``call(prompts, generators)`` batch by batch, one generator per (prompt, seed), the sampler set and
+    diffusers' bar off; the [0, 1] float outputs as uint8, concatenated."""
     import torch
 
     from ..progress import progress as bar
@@ -92,19 +104,13 @@ def generate(
     set_sampler(pipe, sampling.sampler)
     pipe.set_progress_bar_config(disable=True)
     out = []
-    pbar = bar(len(prompts), progress, unit="img") if progress else None
+    pbar = bar(len(prompts), progress, unit=unit) if progress else None
     for i in range(0, len(prompts), batch_size):
         p = prompts[i : i + batch_size]
         gens = [torch.Generator().manual_seed(prompt_seed(q, s)) for q, s in zip(p, seeds[i : i + batch_size])]
         with torch.no_grad():
-            imgs = pipe(
-                p,
-                num_inference_steps=sampling.steps,
-                guidance_scale=sampling.guidance,
-                generator=gens,
-                output_type="np",
-            ).images
-        out.append(np.clip(np.rint(imgs * 255.0), 0, 255).astype(np.uint8))
+            x = np.asarray(call(p, gens))
+        out.append(np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8))
         if pbar is not None:
             pbar.update(len(p))
     if pbar is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SamplingConfig
-from .pipeline import ModelNotFound, prompt_seed, set_sampler
+from .pipeline import ModelNotFound, seeded_batches
 
 
 def _where(source: str | Path, revision: str | None, what: str) -> tuple[str, str | None]:
@@ -63,23 +63,9 @@ def _hint(msg: str, err: Exception) -> str:
 def generate_clips(pipe, prompts: list[str], seeds: list[int], sampling: SamplingConfig, frames: int,
                    batch_size: int = 8, progress: str | None = None) -> np.ndarray:
     """uint8 clips (len(prompts), frames, H, W, 3); clip i is seeded by ``prompt_seed(prompts[i], seeds[i])``."""
-    import torch
 
-    from ..progress import progress as bar
+    def call(p, gens):
+        return pipe(p, num_frames=frames, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
+                    generator=gens, output_type="np").frames
 
-    set_sampler(pipe, sampling.sampler)
-    pipe.set_progress_bar_config(disable=True)
-    out = []
-    pbar = bar(len(prompts), progress, unit="clip") if progress else None
-    for i in range(0, len(prompts), batch_size):
-        p = prompts[i:i + batch_size]
-        gens = [torch.Generator().manual_seed(prompt_seed(q, s)) for q, s in zip(p, seeds[i:i + batch_size])]
-        with torch.no_grad():
-            clips = pipe(p, num_frames=frames, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
-                         generator=gens, output_type="np").frames
-        out.append(np.clip(np.rint(np.asarray(clips) * 255.0), 0, 255).astype(np.uint8))
-        if pbar is not None:
-            pbar.update(len(p))
-    if pbar is not None:
-        pbar.close()
-    return np.concatenate(out)
+    return seeded_batches(pipe, call, prompts, seeds, sampling, batch_size, progress, "clip")
