@@ -99,3 +99,45 @@ def test_clips_from_saved_folders_are_seeded_per_prompt_and_hub_ids_need_a_revis
         load_video_pipeline(base, "guoyww/animatediff-motion-adapter-v1-5-2")
     with pytest.raises(ModelNotFound, match="motion adapter folder"):
         load_video_pipeline(base, tmp_path / "nope")
+
+
+def _web(tmp_path, n=6, frames=4):
+    import pandas as pd
+
+    from seppo.world.video import random_clip, render_clip
+
+    rng = np.random.default_rng(0)
+    clips = [random_clip(rng) for _ in range(n)]
+    d = tmp_path / "web"
+    d.mkdir()
+    np.save(d / "clips.npy", np.stack([render_clip(c, 32, frames, rng) for c in clips]))
+    pd.DataFrame({"caption": [c.caption() for c in clips]}).to_parquet(d / "captions.parquet", index=False)
+    return d
+
+
+def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_animatediff(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from seppo.config import SamplingConfig, VideoBaseConfig
+    from seppo.models.video_pipeline import generate_clips, load_video_pipeline
+    from seppo.models.video_pretrain import pretrain_motion_adapter
+
+    from .dummy import save_dummy_pipeline
+
+    base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
+    cfg = VideoBaseConfig(steps=3, batch_size=2)
+    summary = pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter")
+    assert summary["clips"] == 6 and summary["frames"] == 4 and summary["motion_parameters"] > 0
+    pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter2")
+    weights = "diffusion_pytorch_model.safetensors"
+    assert (tmp_path / "adapter" / weights).read_bytes() == (tmp_path / "adapter2" / weights).read_bytes()
+    pipe = load_video_pipeline(base, tmp_path / "adapter")
+    image_unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+    spatial = dict(image_unet.named_parameters())
+    # the image model is frozen: every spatial weight of the AnimateDiff UNet is theta_0's
+    for name, p in pipe.unet.named_parameters():
+        if "motion_modules" not in name and name in spatial:
+            assert torch.equal(p, spatial[name]), name
+    clips = generate_clips(pipe, ["one small red circle on a white background, growing"], [0],
+                           SamplingConfig(sampler="ddim", steps=2, guidance=2.0), frames=4)
+    assert clips.shape == (1, 4, 32, 32, 3)

@@ -67,6 +67,23 @@ def video_world(
     _show(result)
 
 
+@app.command("video-base")
+def video_base(
+    params: Path = PARAMS,
+    base: Path = typer.Option(Path("models/base"), help="The image model (a diffusers SD folder), kept frozen."),
+    web: Path = typer.Option(Path("data/video_world/web"), help="The video world's web clips."),
+    out: Path = typer.Option(Path("models/video_base"), help="Output MotionAdapter folder."),
+    metrics: Path = typer.Option(Path("reports/metrics/video_base.json"), help="Metrics JSON."),
+) -> None:
+    """Pretrain the embedded AnimateDiff's motion adapter on the video world's web clips (docs/video.md)."""
+    from .io_utils import write_json
+    from .models.video_pretrain import pretrain_motion_adapter
+
+    result = pretrain_motion_adapter(_params(params).video_base, base, web, out)
+    write_json(metrics, result)
+    _show({k: v for k, v in result.items() if k != "log"})
+
+
 @app.command("base-model")
 def base_model(
     params: Path = PARAMS,

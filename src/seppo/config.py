@@ -116,6 +116,23 @@ class VideoWorldConfig(_Section):
     annotator_temperature: float = Field(0.05, gt=0.0, description="P(clip 0 wins) = sigmoid((u0 - u1) / T).")
     tie_margin: float = Field(0.03, ge=0.0, description="Pairs closer than this in true utility may be ties.")
     tie_prob: float = Field(0.5, ge=0.0, le=1.0, description="P(tie) for a pair within tie_margin.")
+    web_size: int = Field(1000, ge=1, description="Captioned clips of the 'web' corpus the embedded motion "
+                          "adapter is pretrained on (video_base); drawn from models of skill web_skills.")
+    web_skills: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        [0.9, 0.7, 0.5], min_length=1, description="Skills of the simulated video models of the web corpus.")
+
+
+class VideoBaseConfig(_Section):
+    """The embedded AnimateDiff (`seppo video-base`; docs/video.md): a diffusers MotionAdapter pretrained on the
+    video world's web clips on top of the frozen embedded image model (models/base)."""
+
+    seed: int = Field(0, ge=0, description="Seed of initialisation, batching, noise and timesteps.")
+    steps: int = Field(300, ge=1, description="Optimizer steps (only the motion modules train).")
+    lr: float = Field(1e-3, gt=0.0, description="Peak learning rate (AdamW, cosine after a 10% warm-up).")
+    batch_size: int = Field(8, ge=1, description="Clips per step.")
+    heads: int = Field(2, ge=1, description="Attention heads of each temporal transformer.")
+    caption_dropout: float = Field(0.1, ge=0.0, le=1.0, description="Share of clips trained on the empty caption "
+                                   "(classifier-free guidance at sampling).")
 
 
 class BaseModelConfig(_Section):
@@ -586,6 +603,7 @@ class Params(_Section):
                                                description=OrchestrationConfig.__doc__)
     study: StudyConfig = Field(default_factory=StudyConfig, description=StudyConfig.__doc__)
     video_world: VideoWorldConfig = Field(default_factory=VideoWorldConfig, description=VideoWorldConfig.__doc__)
+    video_base: VideoBaseConfig = Field(default_factory=VideoBaseConfig, description=VideoBaseConfig.__doc__)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +77,11 @@ def round_rows(n_rows: int, round_k: int, per_round: int, seed: int) -> np.ndarr
 
 def resolve_noise_offset(cfg, base_dir: Path) -> float:
     """train.noise_offset, with ``auto`` = the base model's pretraining recipe (0 without a record)."""
+    from ..models.stage import recipe_noise_offset
+
     if cfg.noise_offset != "auto":
         return float(cfg.noise_offset)
-    record = base_dir / "seppo_provenance.json"
-    if not record.exists():
-        return 0.0
-    params = json.loads(record.read_text()).get("params", {})
-    return float(params.get("noise_offset", 0.0)) if params.get("source") == "embedded" else 0.0
+    return recipe_noise_offset(base_dir)
 
 
 def noise_seed(seed: int, round_k: int, update: int, micro: int) -> int:

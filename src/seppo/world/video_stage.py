@@ -6,6 +6,8 @@ Writes under ``out`` (each folder built aside and swapped in):
   losers/    the same for the other clip of each pair (the Diffusion-DPO baseline only)
   eval_real/ clean renders of the held-out captions (`real_per_eval_prompt` each): the reference
              clips of FID, FVD, LPIPS, SSIM and PSNR
+  web/       clips.npy (N, F, H, W, 3) uint8 + captions.parquet: the corpus the embedded motion adapter is
+             pretrained on (models of skill web_skills; captions as asked)
   prompts.parquet  prompt_id, caption, split (train / eval)
   pairs_truth.parquet  per pair: the two clips' true utilities, the label, the models
 and returns the world's metrics (winners' and losers' mean pixel utility, the label's agreement with
@@ -58,7 +60,8 @@ def _write_clips(out: Path, rows: list[tuple[str, str, np.ndarray]]) -> None:
 
 def run_video_world(cfg: VideoWorldConfig, out: Path) -> dict:
     """Write the video world under ``out``; return its metrics."""
-    s_split, s_pairs, s_real = (np.random.default_rng(x) for x in np.random.SeedSequence(cfg.seed).spawn(3))
+    # independent streams per product, so changing one size does not reshuffle the others
+    s_split, s_pairs, s_real, s_web = (np.random.default_rng(x) for x in np.random.SeedSequence(cfg.seed).spawn(4))
     eval_clips, train_clips = _split(cfg, s_split)
     gens = [clip_skill_generator(s) for s in cfg.pair_generator_skills]
     annotator = Annotator(cfg.annotator_temperature, cfg.tie_margin, cfg.tie_prob)
@@ -79,8 +82,18 @@ def run_video_world(cfg: VideoWorldConfig, out: Path) -> dict:
             losers.append((pid, clip.caption(), fl))
     real = [(f"eval-{p:04d}-{r}", c.caption(), render_clip(c, cfg.image_size, cfg.frames, s_real))
             for p, c in enumerate(eval_clips) for r in range(cfg.real_per_eval_prompt)]
+    web_gens = [clip_skill_generator(k) for k in cfg.web_skills]
+    web_clips, web_caps = [], []
+    for _ in range(cfg.web_size):
+        clip = random_clip(s_web, cfg.image_size)
+        g = web_gens[s_web.integers(len(web_gens))]
+        web_clips.append(g.generate(clip, cfg.image_size, cfg.frames, s_web)[0])
+        web_caps.append(clip.caption())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out / "web") as tmp:
+        np.save(tmp / "clips.npy", np.stack(web_clips))
+        pd.DataFrame({"caption": web_caps}).to_parquet(tmp / "captions.parquet", index=False)
     _write_clips(out / "winners", winners)
     _write_clips(out / "losers", losers)
     _write_clips(out / "eval_real", real)
@@ -99,7 +112,7 @@ def run_video_world(cfg: VideoWorldConfig, out: Path) -> dict:
 
     decided = t[t.label_0 != 0.5]
     agree = ((decided.true_utility_0 > decided.true_utility_1) == (decided.label_0 == 1.0)).mean()
-    return {"pairs": len(t), "ties": int((t.label_0 == 0.5).sum()), "winners": len(winners),
+    return {"pairs": len(t), "ties": int((t.label_0 == 0.5).sum()), "winners": len(winners), "web_clips": cfg.web_size,
             "eval_prompts": len(eval_clips), "real_clips": len(real), "frames": cfg.frames,
             "image_size": cfg.image_size, "winners_mean_utility": mean_u(winners),
             "losers_mean_utility": mean_u(losers), "real_mean_utility": mean_u(real),

@@ -1,0 +1,101 @@
+"""The embedded AnimateDiff: a MotionAdapter pretrained on the video world's web clips, the image model frozen.
+
+AnimateDiff's recipe at toy scale: the embedded image model (models/base: VAE, text encoder, UNet) stays
+as it is; temporal transformers (a diffusers MotionAdapter sized from the UNet's config) are inserted
+after each spatial block (UNetMotionModel.from_unet2d) and trained alone with the image model's own
+objective (epsilon prediction, its noise offset) on clip latents (B, C, F, h, w). The output folder is
+a MotionAdapter (`save_motion_modules`), so `load_video_pipeline(models/base, models/video_base)` is
+AnimateDiff over the embedded model, exactly as with SD1.5 and a released adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import VideoBaseConfig
+from ..io_utils import atomic_dir, write_json
+from .pretrain import encode_latents, encode_text
+from .stage import recipe_noise_offset
+
+
+def _base_parts(base_dir: Path):
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    vae = AutoencoderKL.from_pretrained(base_dir, subfolder="vae", use_safetensors=True).eval()
+    text = CLIPTextModel.from_pretrained(base_dir, subfolder="text_encoder", use_safetensors=True).eval()
+    tok = CLIPTokenizer.from_pretrained(base_dir, subfolder="tokenizer")
+    unet = UNet2DConditionModel.from_pretrained(base_dir, subfolder="unet", use_safetensors=True)
+    sched = DDPMScheduler.from_pretrained(base_dir, subfolder="scheduler")
+    return vae, text, tok, unet, sched
+
+
+def clip_latents(vae, clips: np.ndarray):
+    """(N, F, H, W, 3) uint8 -> scaled VAE posterior means (N, C, F, h, w), frame by frame."""
+    n, f = clips.shape[:2]
+    z = encode_latents(vae, clips.reshape(n * f, *clips.shape[2:])) * vae.config.scaling_factor
+    return z.reshape(n, f, *z.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path, out_dir: Path) -> dict:
+    """Train the motion modules on ``web_dir`` (clips.npy, captions.parquet); write a MotionAdapter folder."""
+    import pandas as pd
+    import torch
+    from diffusers import MotionAdapter, UNetMotionModel
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
+    from ..progress import progress
+
+    base_dir, web_dir = Path(base_dir), Path(web_dir)
+    clips = np.load(web_dir / "clips.npy")
+    captions = pd.read_parquet(web_dir / "captions.parquet")["caption"].tolist()
+    if len(captions) != len(clips):
+        raise ValueError(f"{web_dir}: {len(clips)} clips but {len(captions)} captions")
+    torch.manual_seed(cfg.seed)
+    vae, text, tok, unet, sched = _base_parts(base_dir)
+    latents = clip_latents(vae, clips)
+    cond = encode_text(tok, text, captions + [""])  # the last row: the empty caption
+    uc = unet.config
+    adapter = MotionAdapter(block_out_channels=tuple(uc.block_out_channels),
+                            motion_layers_per_block=uc.layers_per_block, motion_norm_num_groups=uc.norm_num_groups,
+                            motion_num_attention_heads=cfg.heads, motion_max_seq_length=max(32, clips.shape[1]))
+    model = UNetMotionModel.from_unet2d(unet, adapter)
+    model.freeze_unet2d_params()
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    lr_sched = get_cosine_schedule_with_warmup(opt, max(1, cfg.steps // 10), cfg.steps)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    offset = recipe_noise_offset(base_dir)
+    frames = latents.shape[2]
+    log, bar = [], progress(cfg.steps, "video-base", unit="step")
+    for step in range(cfg.steps):
+        idx = torch.randint(len(latents), (cfg.batch_size,), generator=gen)
+        z0 = latents[idx]
+        c = idx.clone()
+        c[torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout] = len(cond) - 1
+        noise = torch.randn(z0.shape, generator=gen)
+        if offset > 0:  # the image model's recipe: one constant per sample and channel (over frames too)
+            noise = noise + offset * torch.randn((len(z0), z0.shape[1], 1, 1, 1), generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
+        pred = model(sched.add_noise(z0, noise, t), t,
+                     encoder_hidden_states=cond[c].repeat_interleave(frames, 0)).sample
+        loss = torch.mean((pred - noise) ** 2)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        lr_sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.append({"step": step, "loss": round(loss.item(), 6)})
+        bar.update(1)
+    bar.close()
+    with atomic_dir(out_dir) as tmp:
+        model.save_motion_modules(str(tmp), safe_serialization=True)
+        write_json(tmp / "seppo_provenance.json", {"base": str(base_dir), "web": str(web_dir),
+                                                   "params": cfg.model_dump(), "noise_offset": offset})
+    return {"clips": len(clips), "frames": int(frames), "steps": cfg.steps, "noise_offset": offset,
+            "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"],
+            "motion_parameters": int(sum(p.numel() for p in params)), "log": log}
