@@ -17,7 +17,7 @@ import numpy as np
 from ..config import VideoBaseConfig
 from ..io_utils import atomic_dir, write_json
 from .pretrain import encode_latents, encode_text
-from .stage import recipe_noise_offset
+from .recipe import recipe_noise_offset
 
 
 def _base_parts(base_dir: Path):

@@ -77,7 +77,7 @@ def round_rows(n_rows: int, round_k: int, per_round: int, seed: int) -> np.ndarr
 
 def resolve_noise_offset(cfg, base_dir: Path) -> float:
     """train.noise_offset, with ``auto`` = the base model's pretraining recipe (0 without a record)."""
-    from ..models.stage import recipe_noise_offset
+    from ..models.recipe import recipe_noise_offset
 
     if cfg.noise_offset != "auto":
         return float(cfg.noise_offset)
