@@ -278,3 +278,10 @@ def test_lr_sweep_points_get_their_own_table_and_the_better_lr_is_picked(tmp_pat
     assert "w/o anchor, lr 1e-4" not in main_table and "| w/o anchor |" in main_table
     assert "| w/o anchor | **0.0001** |" in md and "+0.060 | [0.060, 0.060] |" in md
     assert (tmp_path / "reports/study/lr_sweep.csv").exists()
+    # a point run on every seed (e.g. the lr the sweep did not pick) stays in the main table as well
+    d["study"]["variants"]["none_lo"].pop("n_seeds")
+    p = parse_params(d)
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1, "none_lo": 0.08})
+    run_aggregate(p, tmp_path)
+    md = (tmp_path / "reports/study/aggregate.md").read_text()
+    assert "| w/o anchor, lr 1e-4 | 0 1 2 |" in md.split("## Learning-rate sweep")[0]

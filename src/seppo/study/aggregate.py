@@ -62,6 +62,17 @@ def sweep_points(params: Params) -> dict[str, str]:
     return out
 
 
+def one_seed_points(params: Params) -> set[str]:
+    """Sweep points run on fewer seeds than their method's main variant: they live in the sweep table only (a
+    point run on as many seeds, e.g. the lr the sweep did not pick, keeps its rows in the main table too)."""
+    st = params.study
+
+    def seeds(n: str) -> int:
+        return st.variants[n].n_seeds or len(st.seeds)
+
+    return {n for n, main in sweep_points(params).items() if seeds(n) < seeds(main)}
+
+
 def lr_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
     """The one-seed learning-rate sweep: per method (main variant plus its sweep points), lr, metric and round,
     the sweep seed's mean over prompts with its prompt-only CI, the difference to the method's own lr paired on
@@ -224,7 +235,7 @@ def table_markdown(params: Params, table: pd.DataFrame) -> list[str]:
     st = params.study
     K = int(table["round"].max())
     refs = [c for c in st.compare_to if f"diff_vs_{c}" in table.columns]
-    points = sweep_points(params)  # one-seed lr-sweep points have their own table
+    points = one_seed_points(params)  # they have their own table
     md = []
     for metric, g in table.groupby("metric", sort=True):
         g = g[((g["round"] == K) | (g["round"] == 0)) & ~g.variant.isin(points)]
@@ -318,5 +329,5 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
     md += ["## Anchor and oracle diagnostics (mean over seeds)", ""] + oracle_markdown(oracle)
     with atomic_path(out / "aggregate.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
-    figs = curves(table, out, skip=sweep_points(params))
+    figs = curves(table, out, skip=one_seed_points(params))
     return {"records": len(records), "rows": len(table), "figures": [str(p.relative_to(root)) for p in figs]}
