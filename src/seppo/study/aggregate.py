@@ -46,6 +46,10 @@ def _by_variant(params: Params, records: list[dict]) -> dict[str, list[dict]]:
     return {v: groups[v] for v in sorted(groups, key=lambda v: (order.index(v) if v in order else len(order), v))}
 
 
+def _n_seeds(params: Params, name: str) -> int:
+    return params.study.variants[name].n_seeds or len(params.study.seeds)
+
+
 def sweep_points(params: Params) -> dict[str, str]:
     """Sweep point -> its method's main variant: trained variants with the same overrides as another, differing
     only in lr. The main one is the variant with the most seeds (the first in table order on a tie)."""
@@ -57,7 +61,7 @@ def sweep_points(params: Params) -> dict[str, str]:
             groups.setdefault(json.dumps(v.overrides, sort_keys=True, default=str), []).append(n)
     out = {}
     for members in groups.values():
-        main = min(members, key=lambda n: (-(st.variants[n].n_seeds or len(st.seeds)), names.index(n)))
+        main = min(members, key=lambda n: (-_n_seeds(params, n), names.index(n)))
         out.update({n: main for n in members if n != main})
     return out
 
@@ -65,12 +69,7 @@ def sweep_points(params: Params) -> dict[str, str]:
 def one_seed_points(params: Params) -> set[str]:
     """Sweep points run on fewer seeds than their method's main variant: they live in the sweep table only (a
     point run on as many seeds, e.g. the lr the sweep did not pick, keeps its rows in the main table too)."""
-    st = params.study
-
-    def seeds(n: str) -> int:
-        return st.variants[n].n_seeds or len(st.seeds)
-
-    return {n for n, main in sweep_points(params).items() if seeds(n) < seeds(main)}
+    return {n for n, main in sweep_points(params).items() if _n_seeds(params, n) < _n_seeds(params, main)}
 
 
 def lr_sweep(params: Params, records: list[dict]) -> pd.DataFrame:

@@ -129,10 +129,9 @@ class ClipDefects:
     jitter_px: float = 0.0  # per-frame random displacement of the objects, pixels at 32 px
 
     @property
-    def severity(self) -> float:
-        """How bad the clip looks, 0 to 1, as an annotator would judge it."""
-        temporal = min(self.flicker / 0.3, 1.0) * 0.5 + min(self.jitter_px / 3.0, 1.0) * 0.5
-        return float(np.clip(0.5 * self.frame.severity + 0.5 * temporal, 0.0, 1.0))
+    def temporal_severity(self) -> float:
+        """How bad the flicker and shake look, 0 to 1 (true_clip_utility; frame defects count apart)."""
+        return min(self.flicker / 0.3, 1.0) * 0.5 + min(self.jitter_px / 3.0, 1.0) * 0.5
 
 
 def _place(count: int, r: float, box: tuple[float, float, float, float], sep: float,
@@ -355,7 +354,7 @@ def true_clip_utility(asked: ClipScene, shown: ClipScene, defects: ClipDefects) 
     fidelity = float(np.mean([getattr(a, k) == getattr(b, k) for k in attrs]))
     change = float(asked.change == shown.change and (asked.change not in TURNS or a.colour == b.colour)
                    and (asked.change not in SIZE_CHANGES or a.size == b.size))
-    temporal = 1.0 - (min(defects.flicker / 0.3, 1.0) * 0.5 + min(defects.jitter_px / 3.0, 1.0) * 0.5)
+    temporal = 1.0 - defects.temporal_severity
     quality = 1.0 - defects.frame.severity
     return float(WEIGHTS["frame_fidelity"] * fidelity + WEIGHTS["change"] * change
                  + WEIGHTS["consistency"] * temporal + WEIGHTS["quality"] * quality)
