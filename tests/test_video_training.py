@@ -129,9 +129,16 @@ def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_a
     summary = pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter")
     assert summary["clips"] == 6 and summary["frames"] == 4 and summary["motion_parameters"] > 0
     pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter2")
-    weights = "diffusion_pytorch_model.safetensors"
+    weights = "motion_adapter/diffusion_pytorch_model.safetensors"
     assert (tmp_path / "adapter" / weights).read_bytes() == (tmp_path / "adapter2" / weights).read_bytes()
-    pipe = load_video_pipeline(base, tmp_path / "adapter")
+    # the folder is theta_0 of the video arms (a whole AnimateDiffPipeline), its motion_adapter/ a MotionAdapter
+    from seppo.models.pipeline import load_pipeline
+
+    whole = load_pipeline(tmp_path / "adapter")
+    assert type(whole).__name__ == "AnimateDiffPipeline" and type(whole.unet).__name__ == "UNetMotionModel"
+    pipe = load_video_pipeline(base, tmp_path / "adapter" / "motion_adapter")
+    for (n, a), (_, b) in zip(whole.unet.named_parameters(), pipe.unet.named_parameters()):
+        assert torch.equal(a, b), n
     image_unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     spatial = dict(image_unet.named_parameters())
     # the image model is frozen: every spatial weight of the AnimateDiff UNet is theta_0's

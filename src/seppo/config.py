@@ -126,6 +126,10 @@ class VideoBaseConfig(_Section):
     """The embedded AnimateDiff (`seppo video-base`; docs/video.md): a diffusers MotionAdapter pretrained on the
     video world's web clips on top of the frozen embedded image model (models/base)."""
 
+    source: str = Field("embedded", description="'embedded' pretrains the motion adapter here; anything else is a "
+                        "diffusers MotionAdapter (a Hub id with `revision`, e.g. guoyww/animatediff-motion-adapter-v1-5-2, "
+                        "or a local folder) composed with models/base as it is.")
+    revision: str | None = Field(None, description="Hub revision (a commit sha) of `source` when it is a Hub id.")
     seed: int = Field(0, ge=0, description="Seed of initialisation, batching, noise and timesteps.")
     steps: int = Field(300, ge=1, description="Optimizer steps (only the motion modules train).")
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate (AdamW, cosine after a 10% warm-up).")
@@ -584,6 +588,51 @@ class StudyConfig(_Section):
         return self
 
 
+VIDEO_ARMS = ("seppo", "sft", "dpo")
+
+
+class VideoConfig(_Section):
+    """The text-to-video pipeline (`video/dvc.yaml`, docs/video.md): SePPO and its baselines on AnimateDiff through
+    the same select / refsamples / train / evaluate code as images, with 5-D latents (B, C, F, h, w).
+
+    Training reads the ``train`` section with ``train_overrides`` applied on top (clips cost ~F times an image, so
+    the video default trains fewer, smaller updates); every arm starts from theta_0 = models/video_base."""
+
+    source: str = Field("data/video_world/winners", description="The winning clips: a folder with captions.csv / "
+                        "captions.parquet (clip_id, caption, path) and frame folders or animated files "
+                        "(seppo.data.video_ingest). A ChronoMagic-style mirror goes here.")
+    losers: str | None = Field("data/video_world/losers", description="The losing clips in the same format (only the "
+                               "dpo arm reads them); null when the set has winners only.")
+    real: str = Field("data/video_world/eval_real", description="Held-out real clips (same format), the references of "
+                      "FID / FVD / LPIPS / SSIM / PSNR; matched to generated clips by caption.")
+    prompts: str = Field("data/video_world/prompts.parquet", description="Evaluation prompts: a parquet with columns "
+                         "prompt_id, caption (and split: only split == 'eval' is used when present).")
+    frames: int = Field(8, ge=2, le=64, description="Frames per clip: ingest expects it, generation makes it.")
+    max_side: int = Field(1024, ge=8, description="Ingest: the largest frame side accepted (read from the header).")
+    trainable: Literal["motion", "all"] = Field(
+        "motion", description="What trains: the motion modules only (AnimateDiff fine-tunes; a round's checkpoint "
+        "also holds them as a MotionAdapter folder) or the whole UNetMotionModel.")
+    arms: list[Literal["seppo", "sft", "dpo"]] = Field(
+        ["seppo", "sft"], min_length=1, description="Losses trained, each on its own chain of rounds from theta_0 "
+        "(seppo uses train.criterion / strategy; the report compares every arm with the base).")
+    rounds: int = Field(1, ge=1, description="Rounds per arm.")
+    train_overrides: dict[str, Any] = Field(
+        {"updates_per_round": 30, "micro_batch": 4, "ref_batch_size": 16, "checkpoint_every": 10},
+        description="train.* keys replaced for video (validated against the train section's fields).")
+    eval_prompts: int = Field(32, ge=1, description="Evaluation prompts (the first N of `prompts`).")
+    eval_seeds: list[int] = Field([0, 1], min_length=1, description="Sampling seeds per evaluation prompt.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig,
+                                       description="How evaluation clips are sampled.")
+    batch_size: int = Field(8, ge=1, description="Clips per generation batch.")
+    lpips_weights: str | None = Field(None, description="LPIPS network: a .safetensors state dict, 'torchvision' "
+                                      "(backbone from torchvision's local cache), or null to skip LPIPS.")
+    fid_weights: str | None = Field(None, description="Inception-v3 weights (.safetensors) for FID, or null to skip.")
+    fvd_weights: str | None = Field(None, description="R3D-18 weights (.safetensors) for FVD, or null to skip.")
+    n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (over prompts) of every CI.")
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+    preview_prompts: int = Field(4, ge=1, description="Prompts shown as frame strips and animated previews.")
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -604,6 +653,7 @@ class Params(_Section):
     study: StudyConfig = Field(default_factory=StudyConfig, description=StudyConfig.__doc__)
     video_world: VideoWorldConfig = Field(default_factory=VideoWorldConfig, description=VideoWorldConfig.__doc__)
     video_base: VideoBaseConfig = Field(default_factory=VideoBaseConfig, description=VideoBaseConfig.__doc__)
+    video: VideoConfig = Field(default_factory=VideoConfig, description=VideoConfig.__doc__)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
@@ -628,7 +678,19 @@ class Params(_Section):
                 f"scorer_model.enabled=true trains on the embedded world's pairs and true utilities, but "
                 f"ingest.source={self.ingest.source!r} is another preference set: set scorer_model.enabled "
                 "to false (and evaluate.models.pickscore_* to the released PickScore)")
+        bad = sorted(set(self.video.train_overrides) - set(TrainConfig.model_fields))
+        if bad:
+            raise ValueError(f"video.train_overrides: unknown train keys {bad}")
+        video_train_config(self)  # the overridden values validate as train.* values
+        if self.video.frames != self.video_world.frames and self.video.source.startswith("data/video_world"):
+            raise ValueError(f"video.frames={self.video.frames} but the embedded video world makes "
+                             f"video_world.frames={self.video_world.frames}-frame clips")
         return self
+
+
+def video_train_config(params: "Params") -> "TrainConfig":
+    """The train section with video.train_overrides applied (what the video rounds train with)."""
+    return TrainConfig(**{**params.train.model_dump(), **params.video.train_overrides, "rounds": params.video.rounds})
 
 
 def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> str:

@@ -186,8 +186,9 @@ def ingest_clips(source: str | Path, out: str | Path, policy: ClipPolicy = ClipP
     return counts
 
 
-def load_clips(out: str | Path) -> tuple[list[str], np.ndarray]:
-    """(captions, clips (N, F, H, W, 3) uint8) of an ingest output whose clips share one shape."""
+def load_clips(out: str | Path, with_ids: bool = False):
+    """(captions, clips (N, F, H, W, 3) uint8) of an ingest output whose clips share one shape; with ``with_ids``
+    also the clip ids, (captions, clips, ids)."""
     import pyarrow.parquet as pq
 
     t = pq.read_table(Path(out) / "clips.parquet").to_pylist()
@@ -195,4 +196,22 @@ def load_clips(out: str | Path) -> tuple[list[str], np.ndarray]:
     if len(shapes) > 1:
         raise ValueError(f"{out}/clips.parquet: clips of different shapes {sorted(shapes)}; resize before training")
     clips = [np.frombuffer(r["frames"], np.uint8).reshape(r["n_frames"], r["height"], r["width"], 3) for r in t]
-    return [r["caption"] for r in t], np.stack(clips) if clips else np.zeros((0, 1, 1, 1, 3), np.uint8)
+    arr = np.stack(clips) if clips else np.zeros((0, 1, 1, 1, 3), np.uint8)
+    caps = [r["caption"] for r in t]
+    return (caps, arr, [r["clip_id"] for r in t]) if with_ids else (caps, arr)
+
+
+def run_video_ingest(cfg, out: str | Path, metrics: str | Path) -> dict:
+    """The video ingest stage (params ``video``): winners (and losers, when ``video.losers`` is set) into
+    ``out/winners`` and ``out/losers``, each with its quarantine and counts; fails when no winner is kept."""
+    from ..io_utils import write_json
+
+    policy = ClipPolicy(frames=cfg.frames, max_side=cfg.max_side)
+    counts = {"winners": ingest_clips(cfg.source, Path(out) / "winners", policy)}
+    if cfg.losers:
+        counts["losers"] = ingest_clips(cfg.losers, Path(out) / "losers", policy)
+    write_json(metrics, counts)
+    if counts["winners"]["kept"] == 0:
+        raise VideoSourceError(f"{cfg.source}: every one of {counts['winners']['rows_in']} clips was quarantined "
+                               f"(reasons {counts['winners']['reasons']}; see {Path(out) / 'winners/quarantine.parquet'})")
+    return counts

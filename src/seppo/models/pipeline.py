@@ -27,7 +27,7 @@ class ModelNotFound(FileNotFoundError):
 
 
 def _pipeline_class(source: str, revision: str | None, local: bool):
-    """StableDiffusionXLPipeline for SDXL folders / ids (model_index.json names it), else SD."""
+    """AnimateDiffPipeline or StableDiffusionXLPipeline when model_index.json names it, else SD."""
     import json
 
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -37,14 +37,18 @@ def _pipeline_class(source: str, revision: str | None, local: bool):
             if (Path(source) / "model_index.json").exists() else {}
     else:
         index = DiffusionPipeline.load_config(source, revision=revision)
+    if index.get("_class_name") == "AnimateDiffPipeline":  # a video checkpoint (models/video_base, a video round)
+        from diffusers import AnimateDiffPipeline
+
+        return AnimateDiffPipeline, {}
     if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")):
         return StableDiffusionXLPipeline, {}
     return StableDiffusionPipeline, {"safety_checker": None, "requires_safety_checker": False}
 
 
 def load_pipeline(source: str | Path, revision: str | None = None, torch_dtype=None):
-    """A ``StableDiffusionPipeline`` (no safety checker) or ``StableDiffusionXLPipeline``, from a
-    folder or a Hub id.
+    """A ``StableDiffusionPipeline`` (no safety checker), ``StableDiffusionXLPipeline`` or (a video checkpoint)
+    ``AnimateDiffPipeline``, from a folder or a Hub id.
 
     Fails with a message naming what was looked for and the param to change when the folder is
     missing or, offline, the Hub id is not in the local cache.
@@ -64,6 +68,18 @@ def load_pipeline(source: str | Path, revision: str | None = None, torch_dtype=N
             f"could not load a diffusers pipeline from {source!r}{hint}: {err}. "
             "Point base_model.source at a local diffusers folder or a reachable Hub id."
         ) from err
+
+
+def load_unet(folder: str | Path):
+    """The denoiser of a checkpoint folder: a UNet2DConditionModel, or the UNetMotionModel of a video checkpoint
+    (unet/config.json names the class); safetensors only."""
+    import json
+
+    from diffusers import UNet2DConditionModel, UNetMotionModel
+
+    config = json.loads((Path(folder) / "unet" / "config.json").read_text())
+    cls = UNetMotionModel if config.get("_class_name") == "UNetMotionModel" else UNet2DConditionModel
+    return cls.from_pretrained(folder, subfolder="unet", use_safetensors=True)
 
 
 def set_sampler(pipe, sampler: str) -> None:

@@ -3,9 +3,13 @@
 AnimateDiff's recipe at toy scale: the embedded image model (models/base: VAE, text encoder, UNet) stays
 as it is; temporal transformers (a diffusers MotionAdapter sized from the UNet's config) are inserted
 after each spatial block (UNetMotionModel.from_unet2d) and trained alone with the image model's own
-objective (epsilon prediction, its noise offset) on clip latents (B, C, F, h, w). The output folder is
-a MotionAdapter (`save_motion_modules`), so `load_video_pipeline(models/base, models/video_base)` is
-AnimateDiff over the embedded model, exactly as with SD1.5 and a released adapter.
+objective (epsilon prediction, its noise offset) on clip latents (B, C, F, h, w).
+
+The output (models/video_base, theta_0 of every video arm) is a whole AnimateDiffPipeline folder (vae,
+text encoder, tokenizer, UNetMotionModel, scheduler) plus `motion_adapter/`, the motion modules as a diffusers
+MotionAdapter: `load_video_pipeline(models/base, models/video_base/motion_adapter)` is AnimateDiff over the
+embedded model exactly as with SD1.5 and a released adapter. With `video_base.source` set to an adapter (a Hub
+id with its revision, or a folder), nothing trains: the adapter is composed with models/base the same way.
 """
 
 from __future__ import annotations
@@ -93,9 +97,42 @@ def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path,
         bar.update(1)
     bar.close()
     with atomic_dir(out_dir) as tmp:
-        model.save_motion_modules(str(tmp), safe_serialization=True)
-        write_json(tmp / "seppo_provenance.json", {"base": str(base_dir), "web": str(web_dir),
-                                                   "params": cfg.model_dump(), "noise_offset": offset})
+        model.save_motion_modules(str(tmp / "motion_adapter"), safe_serialization=True)
+        _write_animatediff(base_dir, tmp / "motion_adapter", tmp)
+        write_json(tmp / "seppo_provenance.json", _provenance(base_dir, offset, {"web": str(web_dir),
+                                                                                  "video_base": cfg.model_dump()}))
     return {"clips": len(clips), "frames": int(frames), "steps": cfg.steps, "noise_offset": offset,
             "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"],
             "motion_parameters": int(sum(p.numel() for p in params)), "log": log}
+
+
+def _provenance(base_dir: Path, offset: float, extra: dict) -> dict:
+    """The record recipe_noise_offset reads: fine-tuning a video arm follows the image model's noise offset."""
+    import json
+
+    base_record = Path(base_dir) / "seppo_provenance.json"
+    source = json.loads(base_record.read_text()).get("params", {}).get("source") if base_record.exists() else None
+    return {"base": str(base_dir), "params": {"source": source, "noise_offset": offset}, **extra}
+
+
+def _write_animatediff(base_dir: Path, adapter_dir: Path, out: Path, adapter_revision: str | None = None) -> None:
+    """AnimateDiff = the image model at ``base_dir`` + the adapter, saved as one pipeline folder in ``out``."""
+    from .video_pipeline import load_video_pipeline
+
+    pipe = load_video_pipeline(base_dir, adapter_dir, adapter_revision=adapter_revision)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+
+
+def run_video_base(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path, out_dir: Path) -> dict:
+    """theta_0 of the video arms: the embedded adapter pretrained here, or ``cfg.source`` composed with models/base."""
+    if cfg.source == "embedded":
+        return pretrain_motion_adapter(cfg, base_dir, web_dir, out_dir)
+    from .video_pipeline import load_motion_adapter
+
+    with atomic_dir(out_dir) as tmp:
+        load_motion_adapter(cfg.source, cfg.revision).save_pretrained(str(tmp / "motion_adapter"),
+                                                                      safe_serialization=True)
+        _write_animatediff(base_dir, tmp / "motion_adapter", tmp)
+        write_json(tmp / "seppo_provenance.json", _provenance(base_dir, recipe_noise_offset(base_dir), {
+            "motion_adapter": cfg.source, "revision": cfg.revision}))
+    return {"source": cfg.source, "revision": cfg.revision, "trained": False}

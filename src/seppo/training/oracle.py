@@ -20,14 +20,17 @@ import pandas as pd
 ORACLE_FILE = "oracle.parquet"
 
 
-def embedded_captions(captions: list[str]) -> bool:
-    """True when every caption is a Shapeland caption (the ground-truth utility can score it)."""
+def embedded_captions(captions: list[str], video: bool = False) -> bool:
+    """True when every caption is a Shapeland caption (a Shapeland clip caption with ``video``): the ground-truth
+    utility can score it."""
     from ..world.scene import CaptionParseError, parse_caption
+    from ..world.video import ClipCaptionError, parse_clip_caption
 
+    parse = parse_clip_caption if video else parse_caption
     try:
         for c in set(captions):
-            parse_caption(c)
-    except CaptionParseError:
+            parse(c)
+    except (CaptionParseError, ClipCaptionError):
         return False
     return True
 
@@ -49,12 +52,23 @@ def decode_to_uint8(vae, latents, batch: int = 64) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
 
 
-def score_positions(vae, winner_latents, reference_latents, captions: list[str]) -> pd.DataFrame:
-    """u of each position's winner and reference sample, and the oracle label."""
+def _utilities(vae, latents, captions: list[str]) -> np.ndarray:
+    """Images (N, C, h, w) by the image utility; clips (N, C, F, h, w), decoded frame by frame, by the clip utility."""
+    if latents.dim() == 5:
+        from ..world.video import clip_utilities
+
+        n, c, f = latents.shape[:3]
+        frames = decode_to_uint8(vae, latents.permute(0, 2, 1, 3, 4).reshape(n * f, c, *latents.shape[3:]))
+        return clip_utilities(frames.reshape(n, f, *frames.shape[1:]), captions)
     from ..world.utility import utilities
 
-    u_w = utilities(decode_to_uint8(vae, winner_latents), captions)
-    u_r = utilities(decode_to_uint8(vae, reference_latents), captions)
+    return utilities(decode_to_uint8(vae, latents), captions)
+
+
+def score_positions(vae, winner_latents, reference_latents, captions: list[str]) -> pd.DataFrame:
+    """u of each position's winner and reference sample (images or clips), and the oracle label."""
+    u_w = _utilities(vae, winner_latents, captions)
+    u_r = _utilities(vae, reference_latents, captions)
     return pd.DataFrame({"position": np.arange(len(captions)), "u_winner": u_w, "u_reference": u_r,
                          "oracle_flip": u_r > u_w})
 

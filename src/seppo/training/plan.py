@@ -2,6 +2,8 @@
 
   theta_0            models/base/                       (the base_model stage)
   theta_k            models/round_k/                    (a StableDiffusionPipeline folder)
+  video (an arm)     models/video_base/, models/video_[<arm>_]round_k/ (AnimateDiffPipeline folders), and
+                     the same files below with the prefix video_ / video_<arm>_ (Layout.prefix)
   selection          runs/round_k/reference.json
   reference samples  data/refsamples/round_k/
   training logs      runs/round_k/live/                 (DVCLive)
@@ -21,37 +23,50 @@ from ..seeding import seed63 as _seed
 
 @dataclass(frozen=True)
 class Layout:
+    """Paths of one chain of rounds. The image pipeline uses the defaults; a video arm a prefix
+    (``video_`` for SePPO, ``video_sft_`` for a baseline) and its own theta_0 (models/video_base)."""
+
     root: Path = Path(".")
+    prefix: str = ""
+    base: str = "models/base"
 
     def checkpoint(self, k: int) -> Path:
-        return self.root / ("models/base" if k == 0 else f"models/round_{k}")
+        return self.root / (self.base if k == 0 else f"models/{self.prefix}round_{k}")
 
     def bank(self, k: int) -> list[Path]:
         """The bank available to round k: theta_0 .. theta_{k-1}."""
         return [self.checkpoint(j) for j in range(k)]
 
     def selection(self, k: int) -> Path:
-        return self.root / f"runs/round_{k}/reference.json"
+        return self.root / f"runs/{self.prefix}round_{k}/reference.json"
 
     def refsamples(self, k: int) -> Path:
-        return self.root / f"data/refsamples/round_{k}"
+        return self.root / f"data/{self.prefix}refsamples/round_{k}"
 
     def live(self, k: int) -> Path:
-        return self.root / f"runs/round_{k}/live"
+        return self.root / f"runs/{self.prefix}round_{k}/live"
 
     def state(self, k: int) -> Path:
-        return self.root / f"runs/state/round_{k}"
+        return self.root / f"runs/state/{self.prefix}round_{k}"
 
     def metrics(self, k: int) -> Path:
-        return self.root / f"reports/metrics/round_{k}.json"
+        return self.root / f"reports/metrics/{self.prefix}round_{k}.json"
 
     def refsamples_timing(self, k: int) -> Path:
         """Wall-clock figures of round k's reference samples: nothing depends on this file."""
-        return self.root / f"reports/metrics/timing/refsamples_{k}.json"
+        return self.root / f"reports/metrics/timing/{self.prefix}refsamples_{k}.json"
 
     def timing(self, k: int) -> Path:
         """Wall-clock figures of round k's training: nothing depends on this file (io_utils.timing_path)."""
-        return self.root / f"reports/metrics/timing/round_{k}.json"
+        return self.root / f"reports/metrics/timing/{self.prefix}round_{k}.json"
+
+
+def video_layout(arm: str, root: Path = Path(".")) -> Layout:
+    """The video chain of ``arm`` (video.arms): seppo -> models/video_round_k, sft -> models/video_sft_round_k."""
+    return Layout(root, "video_" if arm == "seppo" else f"video_{arm}_", VIDEO_BASE)
+
+
+VIDEO_BASE = "models/video_base"
 
 
 def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:

@@ -28,8 +28,9 @@ def round_plan(cfg: TrainConfig, k: int, cache: LatentCache, processes: int = 1)
     return round_rows(len(cache), k, n, cfg.seed)
 
 
-def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch_size: int):
-    """Latents (N, C, h, w) in the scaled latent space of the training cache."""
+def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch_size: int, frames: int = 0):
+    """Latents (N, C, h, w) in the scaled latent space of the training cache; with ``frames`` (a video
+    checkpoint) clips of that many frames, (N, C, F, h, w)."""
     import torch
 
     from ..models.pipeline import set_sampler
@@ -38,13 +39,15 @@ def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch
 
     set_sampler(pipe, sampling.sampler)
     pipe.set_progress_bar_config(disable=True)
+    extra = {"num_frames": frames} if frames else {}
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="reference samples", unit="batch", mininterval=5):
         gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds[i : i + batch_size]]
         with torch.no_grad():
-            lat = pipe(prompts[i : i + batch_size], num_inference_steps=sampling.steps,
-                       guidance_scale=sampling.guidance, generator=gens, output_type="latent").images
-        out.append(lat.float().cpu())
+            res = pipe(prompts[i : i + batch_size], num_inference_steps=sampling.steps,
+                       guidance_scale=sampling.guidance, generator=gens, output_type="latent", **extra)
+        # an image pipeline returns .images (N, C, h, w); AnimateDiff .frames, the latents (N, C, F, h, w)
+        out.append((res.frames if frames else res.images).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -109,8 +112,10 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
     if torch.cuda.is_available():
         pipe.to(f"cuda:{rank % torch.cuda.device_count()}", torch.float16)
     t0 = time.perf_counter()
+    shape = tuple(cache.latents(rows[:1]).shape[1:])
+    frames = shape[1] if len(shape) == 4 else 0  # a clip cache (C, F, h, w): the reference samples clips
     lat = split_map(len(prompts), lambda idx: generate_latents(
-        pipe, [prompts[i] for i in idx], [seeds[i] for i in idx], cfg.ref_sampling, cfg.ref_batch_size),
+        pipe, [prompts[i] for i in idx], [seeds[i] for i in idx], cfg.ref_sampling, cfg.ref_batch_size, frames),
         torch.stack)
     timing = {"round": k, "samples": len(prompts), "processes": world,
               "generation_seconds": round(time.perf_counter() - t0, 2)}
@@ -124,11 +129,11 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
                                              per_position)
         timing["reference_errors_seconds"] = round(time.perf_counter() - t1, 2)
     scores = None
-    if cfg.oracle == "auto" and oracle.embedded_captions(captions):
+    if cfg.oracle == "auto" and oracle.embedded_captions(captions, video=bool(frames)):
         t1 = time.perf_counter()
         scores = oracle.score_positions(pipe.vae, cache.latents(rows), per_position, captions)
         timing["oracle_seconds"] = round(time.perf_counter() - t1, 2)
-        settings["oracle"] = {"scorer": "shapeland_utility", "decoded_with": selection["reference"] + "/vae",
+        settings["oracle"] = {"scorer": "shapeland_clip_utility" if frames else "shapeland_utility", "decoded_with": selection["reference"] + "/vae",
                               "flip_rate": float(scores["oracle_flip"].mean())}
     with atomic_dir(out) as tmp:
         save_file({"latents": lat.contiguous()}, str(tmp / "latents.safetensors"))
@@ -155,15 +160,16 @@ def precompute_reference_errors(cfg: TrainConfig, k: int, layout: Layout, unet, 
 
     Returns e_ref_w, e_ref_r (N,) and, with anchor_draws K >= 2, e_ref_anchor (N, K)."""
     import torch
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import DDPMScheduler
 
+    from ..models.pipeline import load_unet
     from .forward import anchor_draws, anchor_errors, autocast, check_prediction_type, reference_errors
     from .forward import resolve_mixed_precision
 
     sched = DDPMScheduler.from_pretrained(reference_dir, subfolder="scheduler")
     check_prediction_type(sched, f"{reference_dir}/scheduler")
     if unet.dtype != torch.float32:  # the sampling copy may be half precision on CUDA
-        unet = UNet2DConditionModel.from_pretrained(reference_dir, subfolder="unet", use_safetensors=True).to(unet.device)
+        unet = load_unet(reference_dir).to(unet.device)
     T = sched.config.num_train_timesteps
     offset = resolve_noise_offset(cfg, layout.checkpoint(0))
     global_mb = cfg.micro_batch * cfg.processes

@@ -63,9 +63,19 @@ def _config_hash(cfg: TrainConfig, k: int, reference: str) -> str:
 
 
 def _load_unet(folder: Path):
-    from diffusers import UNet2DConditionModel
+    from ..models.pipeline import load_unet
 
-    return UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
+    return load_unet(folder)
+
+
+def _freeze_for(unet, trainable: str) -> None:
+    """``motion``: only the temporal modules of a UNetMotionModel train (AnimateDiff's fine-tune)."""
+    if trainable == "all":
+        return
+    if not hasattr(unet, "freeze_unet2d_params"):
+        raise ValueError(f"video.trainable={trainable!r} needs a motion UNet (a video checkpoint), got "
+                         f"{type(unet).__name__}")
+    unet.freeze_unet2d_params()
 
 
 def _add_lora(unet, cfg: TrainConfig):
@@ -202,7 +212,7 @@ def _trainable_state(unet) -> dict:
 class _Run:
     """Everything a round loads before its first update."""
 
-    def __init__(self, cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path):
+    def __init__(self, cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, trainable: str = "all"):
         from accelerate import Accelerator
         from diffusers import DDPMScheduler
 
@@ -220,7 +230,10 @@ class _Run:
 
         torch.manual_seed(cfg.seed)
         policy = _load_unet(self.policy_dir)
+        _freeze_for(policy, trainable)
         if cfg.lora_rank:
+            if trainable != "all":
+                raise ValueError("train.lora_rank > 0 with video.trainable=motion: pick one way of limiting what trains")
             _add_lora(policy, cfg)
         if cfg.gradient_checkpointing:
             policy.enable_gradient_checkpointing()
@@ -233,7 +246,8 @@ class _Run:
         if prev_opt.exists() and not cfg.lora_rank:  # one continuous run across rounds
             self.optimizer.load_state_dict(torch.load(prev_opt, weights_only=True))
         self.lr_factor = lr_factor_fn(cfg)
-        self.chash = _config_hash(cfg, k, str(self.ref_dir))
+        # what trains is part of the state's identity (a resumed motion-only round must not load an all-weights state)
+        self.chash = _config_hash(cfg, k, str(self.ref_dir) + ("" if trainable == "all" else f"|{trainable}"))
         self.batches = _Batches(cfg, k, cache_dir, layout, acc.num_processes, self.selection, self.noise_offset)
         self.progress = _Progress.load(layout.state(k), len(self.batches.rows), _trainable_state(policy),
                                        self.optimizer, self.chash, lambda m: acc.print(f"round {k}: {m}"))
@@ -331,11 +345,12 @@ def _log_row(live, row: dict) -> None:
     live.next_step()
 
 
-def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) -> dict:
-    """Train round k and save theta_k (a diffusers folder); returns the round's summary."""
+def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, trainable: str = "all") -> dict:
+    """Train round k and save theta_k (a diffusers folder); returns the round's summary. ``trainable``
+    (video.trainable): ``all`` weights, or ``motion`` modules only (a video checkpoint's UNetMotionModel)."""
     from tqdm.auto import tqdm
 
-    run = _Run(cfg, k, layout, cache_dir)
+    run = _Run(cfg, k, layout, cache_dir, trainable)
     acc, progress = run.acc, run.progress
     acc.print(f"round {k}: loss={cfg.loss} reference={run.ref_dir} policy={run.policy_dir} "
               f"effective batch = {acc.num_processes} processes x {cfg.micro_batch} x {cfg.grad_accum} "
@@ -407,10 +422,13 @@ def _timing(run: _Run, seconds: float, resumed_at: int) -> dict:
 
 
 def _save_checkpoint(policy, optimizer, cfg: TrainConfig, init_dir: Path, out: Path, summary: dict) -> None:
-    """theta_k as a full diffusers pipeline folder: the policy UNet + theta_{k-1}'s other parts."""
+    """theta_k as a full diffusers pipeline folder: the policy UNet + theta_{k-1}'s other parts. A video
+    checkpoint (AnimateDiffPipeline) also gets its motion modules as a MotionAdapter folder, so the round
+    loads as AnimateDiff = any SD1.5 image model + models/<round>/motion_adapter."""
+    motion = hasattr(policy, "save_motion_modules")
     with atomic_dir(out) as tmp:
         for item in init_dir.iterdir():
-            if item.name in ("unet", "seppo_trainer", "seppo_round.json"):
+            if item.name in ("unet", "seppo_trainer", "seppo_round.json") or (motion and item.name == "motion_adapter"):
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
         unet = policy
@@ -418,6 +436,8 @@ def _save_checkpoint(policy, optimizer, cfg: TrainConfig, init_dir: Path, out: P
             unet.fuse_lora()
             unet.unload_lora()
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        if motion:
+            unet.save_motion_modules(str(tmp / "motion_adapter"), safe_serialization=True)
         (tmp / "seppo_trainer").mkdir()
         if not cfg.lora_rank:
             torch.save(optimizer.state_dict(), tmp / "seppo_trainer" / "optimizer.pt")
