@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from seppo.config import Params, VideoBaseConfig, VideoWorldConfig, video_train_config
+from seppo.config import Params, VideoBaseConfig, VideoWorldConfig
+from seppo.training.plan import video_train_config
 
 from .dummy import save_dummy_pipeline
 

@@ -614,8 +614,8 @@ class VideoConfig(_Section):
         "also holds them as a MotionAdapter folder) or the whole UNetMotionModel.")
     arms: list[Literal["seppo", "sft", "dpo"]] = Field(
         ["seppo", "sft"], min_length=1, description="Losses trained, each on its own chain of rounds from theta_0 "
-        "(seppo uses train.criterion / strategy; the report compares every arm with the base).")
-    rounds: int = Field(1, ge=1, description="Rounds per arm.")
+        "(seppo uses train.criterion / strategy; the report compares every arm with the base); train.rounds "
+        "rounds each (or video.train_overrides' rounds).")
     train_overrides: dict[str, Any] = Field(
         {"updates_per_round": 30, "micro_batch": 4, "ref_batch_size": 16, "checkpoint_every": 10},
         description="train.* keys replaced for video (validated against the train section's fields).")
@@ -681,16 +681,12 @@ class Params(_Section):
         bad = sorted(set(self.video.train_overrides) - set(TrainConfig.model_fields))
         if bad:
             raise ValueError(f"video.train_overrides: unknown train keys {bad}")
-        video_train_config(self)  # the overridden values validate as train.* values
+        # the overridden values validate as train.* values (training.plan.video_train_config applies them)
+        TrainConfig(**{**self.train.model_dump(), **self.video.train_overrides})
         if self.video.frames != self.video_world.frames and self.video.source.startswith("data/video_world"):
             raise ValueError(f"video.frames={self.video.frames} but the embedded video world makes "
                              f"video_world.frames={self.video_world.frames}-frame clips")
         return self
-
-
-def video_train_config(params: "Params") -> "TrainConfig":
-    """The train section with video.train_overrides applied (what the video rounds train with)."""
-    return TrainConfig(**{**params.train.model_dump(), **params.video.train_overrides, "rounds": params.video.rounds})
 
 
 def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> str:

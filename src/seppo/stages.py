@@ -50,6 +50,9 @@ TRAIN_PLAN_ONLY = ("rounds", "accelerate_config")
 TRAIN_UPSTREAM_ONLY = ("strategy", "ref_samples", "ref_samples_per_prompt", "ref_batch_size", "ref_sampling",
                        "oracle")
 
+# what every video round stage reads beside train.*: the overrides (config.video_train_config)
+VIDEO_TRAIN = ("video.train_overrides",)
+
 STAGES: dict[str, Stage] = {
     "world": Stage((every("world"),)),
     "base_model": Stage((every("base_model"),)),
@@ -77,14 +80,39 @@ STAGES: dict[str, Stage] = {
         "train.updates_per_round", "train.micro_batch", "train.grad_accum", "train.seed", "train.ref_samples",
         "train.ref_sampling", "evaluate.scorers", "evaluate.models", "base_model.source",
         "base_model.revision", "study.out", "study.variants")),
+    # the text-to-video pipeline (video/dvc.yaml): its rounds train with train.* + video.train_overrides
+    "video_world": Stage((every("video_world"),)),
+    "video_base": Stage((every("video_base"),)),
+    "video_ingest": Stage(("video.source", "video.losers", "video.frames", "video.max_side")),
+    "video_cache": Stage(("video.frames",)),
+    "video_select": Stage(("train.loss", "train.strategy", "train.seed", *VIDEO_TRAIN)),
+    "video_refsamples": Stage((
+        "train.loss", "train.seed", "train.updates_per_round", "train.micro_batch", "train.grad_accum",
+        "train.processes", "train.ref_samples", "train.ref_samples_per_prompt", "train.ref_batch_size",
+        "train.ref_sampling", "train.reference_errors", "train.oracle", *VIDEO_TRAIN)),
+    "video_train": Stage((every("train", *TRAIN_PLAN_ONLY, *TRAIN_UPSTREAM_ONLY), "video.trainable", *VIDEO_TRAIN)),
+    "video_eval_generate": Stage(("video.prompts", "video.eval_prompts", "video.eval_seeds", "video.sampling",
+                                  "video.batch_size", "video.frames")),
+    "video_evaluate": Stage(("video.real", "video.frames", "video.max_side", "video.lpips_weights", "video.fid_weights",
+                             "video.fvd_weights", "video.n_boot", "video.seed")),
+    "video_report": Stage(("video.arms", "train.rounds", "video.trainable", "video.train_overrides",
+                           "video.sampling", "video.eval_seeds", "video.frames", "video.preview_prompts")),
 }
+
+
+def _video_train_config(params: Params):
+    from .training.plan import video_train_config
+
+    return video_train_config(params)
 
 
 def conditional_reads(stage: str, params: Params) -> list[str]:
     """Keys a stage reads only under some settings (the plan is written from the params)."""
     if stage == "train" and params.train.lr_schedule != "constant":
         return ["train.rounds"]  # the schedule spans all rounds: more rounds change every round's lr
-    if stage == "refsamples" and params.train.reference_errors == "precomputed":
+    if stage == "video_train" and _video_train_config(params).lr_schedule != "constant":
+        return ["train.rounds"]
+    if stage in ("refsamples", "video_refsamples") and params.train.reference_errors == "precomputed":
         return list(PRECOMPUTE_READS)
     return []
 

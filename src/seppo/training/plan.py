@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import Params, TrainConfig
 from ..seeding import seed63 as _seed
 
 
@@ -67,6 +68,12 @@ def video_layout(arm: str, root: Path = Path(".")) -> Layout:
 
 
 VIDEO_BASE = "models/video_base"
+
+
+def video_train_config(params: Params) -> TrainConfig:
+    """What the video rounds train with: the train section with video.train_overrides applied (rounds per arm =
+    train.rounds unless overridden)."""
+    return TrainConfig(**{**params.train.model_dump(), **params.video.train_overrides})
 
 
 def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:
