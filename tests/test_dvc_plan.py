@@ -105,3 +105,60 @@ def test_the_ingest_stage_depends_on_the_real_source():
 
     with pytest.raises(SourceError, match="set ingest.revision to a commit sha"):
         ingest_deps(source="someone/pickapic_v2_mirror", revision="main")
+
+
+def test_committed_video_dvc_yaml_is_what_params_generate():
+    from seppo.dvc_plan import render_video
+
+    params = load_params(ROOT / "params.yaml")
+    assert (ROOT / "video/dvc.yaml").read_text() == render_video(params), "video/dvc.yaml is stale: run `seppo plan`"
+
+
+def test_the_video_graph_chains_each_arm_from_its_own_theta0_and_images_never_run_it():
+    from seppo.dvc_plan import build_video
+
+    image = build(parse_params({"train": {"rounds": 2}}))["stages"]
+    assert not any(n.startswith("video") for n in image)  # `dvc repro` (images) is not slowed by the video path
+    g = build_video(parse_params({"train": {"rounds": 2}, "video": {"arms": ["seppo", "sft", "dpo"]}}))["stages"]
+    assert all(s["wdir"] == ".." for s in g.values())  # paths from the project root
+    assert {"video_train_1", "video_train_2", "video_sft_train_2", "video_dpo_train_2"} <= set(g)
+    assert "video_sft_refsamples_1" not in g and "video_dpo_refsamples_1" not in g  # baselines read no samples
+    t2 = g["video_train_2"]
+    assert {"models/video_base", "models/video_round_1", "data/video_refsamples/round_2"} <= set(t2["deps"])
+    assert t2["outs"][0] == "models/video_round_2" and "--arm seppo" in t2["cmd"]
+    assert "models/video_round_1" not in g["video_sft_train_2"]["deps"]  # arms never share checkpoints
+    assert g["video_evaluate"]["cmd"].count("--clips") == 1 + 3 * 2
+    assert "video.trainable" in g["video_train_1"]["params"] and "video.trainable" not in g["video_select_1"]["params"]
+    outs = [o if isinstance(o, str) else next(iter(o)) for s in g.values() for o in s.get("outs", []) + s.get("metrics", [])]
+    assert len(outs) == len(set(outs))
+    produced = set(outs) | {"models/base"}  # the image pipeline's theta_0 is upstream (dvc.yaml)
+    for name, s in g.items():
+        for d in s["deps"]:
+            if not d.startswith("src/") and not d.startswith("data/video_world/"):
+                assert any(d == o or d.startswith(o + "/") for o in produced), (name, d)
+
+
+def test_video_train_overrides_are_validated_at_load():
+    import pytest
+
+    from seppo.config import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="unknown train keys"):
+        parse_params({"video": {"train_overrides": {"updates_per_rund": 3}}})
+    with pytest.raises((ConfigError, ValueError), match="micro_batch"):
+        parse_params({"video": {"train_overrides": {"micro_batch": 0}}})
+
+
+def test_the_paper_video_preset_plans_no_embedded_world_and_launches_on_gpus(tmp_path):
+    import shutil
+
+    from seppo.dvc_plan import build_video
+    from seppo.params_edit import apply_preset
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    p = apply_preset(tmp_path / "params.yaml", ROOT / "configs/animatediff-chronomagic.yaml")
+    g = build_video(p)["stages"]
+    assert "video_world" not in g and "data/video_world/web" not in g["video_base"]["deps"]
+    assert g["video_ingest"]["deps"][0] == "/data/chronomagic/train"  # the mirror is the ingest's dep
+    assert g["video_train_7"]["cmd"].startswith("accelerate launch --config_file configs/accelerate/multi_gpu.yaml")
+    assert p.video.frames == 16 and p.video.sample_frames == "uniform" and p.video.trainable == "motion"

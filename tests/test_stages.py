@@ -106,8 +106,11 @@ def test_params_yaml_spells_out_every_key():
 
 def test_code_deps_are_every_module_the_stage_imports():
     """Import each stage's module in a fresh interpreter state and compare with its deps in dvc.yaml."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    plan = {"select": "select_1", "refsamples": "refsamples_1", "train": "train_1", "eval_generate": "eval_base"}
+    stages = {**yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"],
+              **yaml.safe_load((ROOT / "video/dvc.yaml").read_text())["stages"]}
+    plan = {"select": "select_1", "refsamples": "refsamples_1", "train": "train_1", "eval_generate": "eval_base",
+            "video_select": "video_select_1", "video_refsamples": "video_refsamples_1", "video_train": "video_train_1",
+            "video_eval_generate": "video_eval_base"}
     script = (
         "import importlib, json, sys\n"
         "out = {}\n"

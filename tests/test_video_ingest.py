@@ -94,3 +94,51 @@ def test_a_bad_source_names_the_file_and_the_column(tmp_path):
     with pytest.raises(VideoSourceError, match=r"captions.csv: missing column\(s\) \['caption'\]"):
         ingest_clips(tmp_path / "s", tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def _mp4(path, n, size=16, codec="mpeg4"):
+    """A real video file written by PyAV (ffmpeg's mpeg4 encoder): flat frames of rising grey."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=8)
+        s.width = s.height = size
+        s.pix_fmt = "yuv420p"
+        for i in range(n):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 20 * i, np.uint8),
+                                                           format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def test_video_files_are_read_sampled_uniformly_and_bad_ones_quarantined(tmp_path):
+    src = tmp_path / "src"
+    (src / "clips").mkdir(parents=True)
+    _mp4(src / "clips/long.mp4", 10)
+    _mp4(src / "clips/short.mp4", 3)
+    _mp4(src / "clips/big.mp4", 2, size=64)
+    (src / "clips/junk.mp4").write_bytes(b"not a video at all" * 10)
+    full = (src / "clips/long.mp4").read_bytes()
+    (src / "clips/cut.mp4").write_bytes(full[: len(full) // 3])  # cut before the index (moov) of the file
+    (src / "clips/half.mp4").write_bytes(full[: len(full) // 2])
+    rows = [("long", "clips/long.mp4"), ("short", "clips/short.mp4"), ("big", "clips/big.mp4"),
+            ("junk", "clips/junk.mp4"), ("cut", "clips/cut.mp4"), ("half", "clips/half.mp4")]
+    pd.DataFrame([(i, CAP, p) for i, p in rows], columns=["clip_id", "caption", "path"]).to_csv(
+        src / "captions.csv", index=False)
+    counts = ingest_clips(src, tmp_path / "out", ClipPolicy(frames=4, max_side=32, sample="uniform"))
+    assert counts["rows_in"] == counts["kept"] + counts["quarantined"] == 6
+    q = pd.read_parquet(tmp_path / "out/quarantine.parquet").set_index("clip_id").reason
+    assert q["short"] == "frames: expected at least 4, got 3"
+    assert q["big"].startswith("resolution: 64x64 exceeds max_side=32")
+    assert q["junk"].startswith("unreadable: not a video")
+    assert q["cut"] == "unreadable: no decodable video stream (cut.mp4)"
+    assert q["half"] == "unreadable: no decodable video stream (half.mp4)"
+    caps, clips = load_clips(tmp_path / "out")
+    assert clips.shape == (1, 4, 16, 16, 3)
+    # frames 0, 3, 6, 9 of ten (evenly spaced, both ends kept): greys 10, 70, 130, 190 up to the codec's loss
+    assert np.allclose(clips[0].mean(axis=(1, 2, 3)), [10, 70, 130, 190], atol=4)
+    from seppo.data.video_ingest import ClipRejected, read_clip
+
+    with pytest.raises(ClipRejected, match="frames: expected 4, got 10"):  # exact: a longer clip is refused
+        read_clip(src / "clips/long.mp4", ClipPolicy(frames=4))

@@ -609,6 +609,9 @@ class VideoConfig(_Section):
                          "prompt_id, caption (and split: only split == 'eval' is used when present).")
     frames: int = Field(8, ge=2, le=64, description="Frames per clip: ingest expects it, generation makes it.")
     max_side: int = Field(1024, ge=8, description="Ingest: the largest frame side accepted (read from the header).")
+    sample_frames: Literal["exact", "uniform"] = Field(
+        "exact", description="Ingest: 'exact' quarantines a clip without exactly `frames` frames; 'uniform' keeps "
+        "`frames` frames evenly spaced over a longer clip (time-lapse videos, as MagicTime samples them).")
     trainable: Literal["motion", "all"] = Field(
         "motion", description="What trains: the motion modules only (AnimateDiff fine-tunes; a round's checkpoint "
         "also holds them as a MotionAdapter folder) or the whole UNetMotionModel.")

@@ -213,16 +213,21 @@ def build_video(params: Params) -> dict:
 
     from .training.plan import video_train_config
 
-    v, K = params.video, video_train_config(params).rounds
+    v, tcfg = params.video, video_train_config(params)
+    K = tcfg.rounds
+    launch = f"accelerate launch --config_file {tcfg.accelerate_config} -m seppo.cli" if tcfg.accelerate_config else "seppo"
     st: dict = {}
 
     def stage(name: str, body: dict) -> None:
         st[name] = {"wdir": "..", **body}
 
-    stage("video_world", {"cmd": "seppo video-world", "deps": _code("video_world"),
-                          "params": _params("video_world", params), "outs": ["data/video_world"],
-                          "metrics": _metrics("reports/metrics/video_world.json")})
-    stage("video_base", {"cmd": "seppo video-base", "deps": ["models/base", "data/video_world/web", *_code("video_base")],
+    embedded = params.video_base.source == "embedded"
+    if embedded or any(str(x or "").startswith("data/video_world") for x in (v.source, v.losers, v.real, v.prompts)):
+        stage("video_world", {"cmd": "seppo video-world", "deps": _code("video_world"),
+                              "params": _params("video_world", params), "outs": ["data/video_world"],
+                              "metrics": _metrics("reports/metrics/video_world.json")})
+    web = ["data/video_world/web"] if embedded else []  # a released adapter is composed, not trained
+    stage("video_base", {"cmd": "seppo video-base", "deps": ["models/base", *web, *_code("video_base")],
                          "params": _params("video_base", params), "outs": [VIDEO_BASE],
                          "metrics": _metrics("reports/metrics/video_base.json")})
     stage("video_ingest", {"cmd": "seppo video-ingest",
@@ -244,13 +249,13 @@ def build_video(params: Params) -> dict:
             ref = []
             if arm == "seppo":  # the baselines read no reference samples
                 stage(f"{pre}refsamples_{k}", {
-                    "cmd": f"seppo video-refsamples {arg}",
+                    "cmd": f"{launch} video-refsamples {arg}",
                     "deps": [str(lay.selection(k)), "data/video_cache", *bank, *_code("video_refsamples")],
                     "params": _params("video_refsamples", params), "outs": [str(lay.refsamples(k))],
                     "metrics": _metrics(str(lay.refsamples_timing(k)))})
                 ref = [str(lay.refsamples(k))]
             stage(f"{pre}train_{k}", {
-                "cmd": f"seppo video-train {arg}",
+                "cmd": f"{launch} video-train {arg}",
                 "deps": [str(lay.selection(k)), *ref, "data/video_cache", *bank, *_code("video_train")],
                 "params": _params("video_train", params),
                 "outs": [str(lay.checkpoint(k)), {str(lay.live(k)): dict(NOT_CACHED)}],

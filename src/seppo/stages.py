@@ -83,7 +83,7 @@ STAGES: dict[str, Stage] = {
     # the text-to-video pipeline (video/dvc.yaml): its rounds train with train.* + video.train_overrides
     "video_world": Stage((every("video_world"),)),
     "video_base": Stage((every("video_base"),)),
-    "video_ingest": Stage(("video.source", "video.losers", "video.frames", "video.max_side")),
+    "video_ingest": Stage(("video.source", "video.losers", "video.frames", "video.max_side", "video.sample_frames")),
     "video_cache": Stage(("video.frames",)),
     "video_select": Stage(("train.loss", "train.strategy", "train.seed", *VIDEO_TRAIN)),
     "video_refsamples": Stage((

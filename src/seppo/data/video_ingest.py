@@ -4,7 +4,8 @@ The source format (a folder; the embedded video world writes it, a ChronoMagic-s
 arranged into it):
   captions.csv | captions.parquet   one row per clip: clip_id, caption, path
   <path>                            relative to the folder: a folder of frame images (png / jpg / webp,
-                                    in file-name order) or one animated file (gif / webp / png)
+                                    in file-name order), one animated file (gif / webp / png), or a video
+                                    file (mp4 / webm / mkv / mov / avi, decoded with PyAV: `seppo[video]`)
 Outputs (written aside, then swapped in: a killed ingest leaves the previous outputs):
   clips.parquet       one row per kept clip: clip_id, caption, the frames as raw uint8 bytes
                       (n_frames x height x width x 3), sha256 of those bytes, the source row and path
@@ -14,7 +15,9 @@ Checks, in order (the first failing one is the row's reason; the part before " (
 caption (as the image ingest), clip_id (missing, duplicate), path (missing, outside the folder, not
 found), resolution (a frame larger than max_side, read from the header before any pixel is decoded),
 unreadable (a frame that does not decode: truncated or not an image), frames (zero length, sizes that
-differ between frames, a frame count other than the expected one).
+differ between frames, a frame count other than the expected one). With ``sample="uniform"`` (long
+time-lapse videos, as MagicTime trains) a clip of n >= F frames keeps F frames evenly spaced over its
+length (indices round(linspace(0, n - 1, F))); fewer than F frames is the row's reason.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .checks import check_caption
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ANIMATED_SUFFIXES = (".gif", ".webp", ".png")
+CONTAINER_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi")
 COLUMNS = ("clip_id", "caption", "path")
 
 
@@ -46,6 +50,7 @@ class ClipRejected(ValueError):
 @dataclass(frozen=True)
 class ClipPolicy:
     frames: int | None = None  # the expected frame count; None accepts any count >= 1
+    sample: str = "exact"  # exact: the clip must have `frames` frames; uniform: keep `frames` evenly spaced ones
     max_side: int = 1024  # the largest frame side accepted (checked from the header)
     max_caption_chars: int = 1000
 
@@ -87,10 +92,12 @@ def read_clip(path: Path, policy: ClipPolicy = ClipPolicy()) -> np.ndarray:
         for f in files:
             with _open(f, policy, f"{path.name}/{f.name}") as im:
                 frames.append(_rgb(im, f"{path.name}/{f.name}"))
+    elif path.suffix.lower() in CONTAINER_SUFFIXES:
+        frames = _read_container(path, policy)
     else:
         if path.suffix.lower() not in ANIMATED_SUFFIXES:
-            raise ClipRejected(f"path: not a frame folder or an animated {'/'.join(ANIMATED_SUFFIXES)} file "
-                               f"({path.name})")
+            raise ClipRejected(f"path: not a frame folder, an animated {'/'.join(ANIMATED_SUFFIXES)} file or a "
+                               f"{'/'.join(CONTAINER_SUFFIXES)} video ({path.name})")
         with _open(path, policy, path.name) as im:
             try:
                 for k, frame in enumerate(ImageSequence.Iterator(im)):
@@ -107,9 +114,49 @@ def read_clip(path: Path, policy: ClipPolicy = ClipPolicy()) -> np.ndarray:
         k = next(i for i, s in enumerate(sizes) if s != sizes[0])
         raise ClipRejected(f"frames: sizes differ (frame {k} is {sizes[k][1]}x{sizes[k][0]}, frame 0 is "
                            f"{sizes[0][1]}x{sizes[0][0]})")
+    if policy.frames is not None and policy.sample == "uniform":
+        if len(frames) < policy.frames:
+            raise ClipRejected(f"frames: expected at least {policy.frames}, got {len(frames)}")
+        frames = [frames[i] for i in uniform_indices(len(frames), policy.frames)]
     if policy.frames is not None and len(frames) != policy.frames:
         raise ClipRejected(f"frames: expected {policy.frames}, got {len(frames)}")
     return np.stack(frames)
+
+
+def uniform_indices(n: int, f: int) -> list[int]:
+    """``f`` frame indices evenly spaced over ``n`` frames, first and last included."""
+    return [int(i) for i in np.rint(np.linspace(0, n - 1, f))]
+
+
+def _read_container(path: Path, policy: ClipPolicy) -> list[np.ndarray]:
+    """Every frame of a video file (PyAV), the resolution checked from the stream header before decoding."""
+    try:
+        import av
+    except ImportError:
+        raise VideoSourceError(f"{path}: reading {path.suffix} files needs PyAV (pip install 'seppo[video]'), or "
+                               "convert the clips to frame folders") from None
+    try:
+        container = av.open(str(path))
+    except Exception as err:  # noqa: BLE001 - any demuxer error is the row's reason
+        raise ClipRejected(f"unreadable: not a video ({path.name}: {type(err).__name__})") from None
+    with container:
+        stream = container.streams.video[0] if container.streams.video else None
+        ctx = getattr(stream, "codec_context", None)
+        if ctx is None:  # e.g. an mp4 cut before its index: the demuxer finds no decodable video stream
+            raise ClipRejected(f"unreadable: no decodable video stream ({path.name})")
+        w, h = ctx.width, ctx.height
+        if max(w, h) > policy.max_side:
+            raise ClipRejected(f"resolution: {w}x{h} exceeds max_side={policy.max_side} ({path.name})")
+        frames: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+        except Exception as err:  # noqa: BLE001 - a truncated file fails mid-stream
+            raise ClipRejected(f"unreadable: truncated after {len(frames)} frames ({path.name}: "
+                               f"{type(err).__name__})") from None
+    if not frames:
+        raise ClipRejected(f"frames: zero length ({path.name})")
+    return frames
 
 
 def read_captions(source: Path) -> pd.DataFrame:
@@ -206,7 +253,7 @@ def run_video_ingest(cfg, out: str | Path, metrics: str | Path) -> dict:
     ``out/winners`` and ``out/losers``, each with its quarantine and counts; fails when no winner is kept."""
     from ..io_utils import write_json
 
-    policy = ClipPolicy(frames=cfg.frames, max_side=cfg.max_side)
+    policy = ClipPolicy(frames=cfg.frames, max_side=cfg.max_side, sample=cfg.sample_frames)
     counts = {"winners": ingest_clips(cfg.source, Path(out) / "winners", policy)}
     if cfg.losers:
         counts["losers"] = ingest_clips(cfg.losers, Path(out) / "losers", policy)
