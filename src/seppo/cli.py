@@ -72,16 +72,91 @@ def video_base(
     params: Path = PARAMS,
     base: Path = typer.Option(Path("models/base"), help="The image model (a diffusers SD folder), kept frozen."),
     web: Path = typer.Option(Path("data/video_world/web"), help="The video world's web clips."),
-    out: Path = typer.Option(Path("models/video_base"), help="Output MotionAdapter folder."),
+    out: Path = typer.Option(Path("models/video_base"), help="Output AnimateDiffPipeline folder (+ motion_adapter/)."),
     metrics: Path = typer.Option(Path("reports/metrics/video_base.json"), help="Metrics JSON."),
 ) -> None:
-    """Pretrain the embedded AnimateDiff's motion adapter on the video world's web clips (docs/video.md)."""
+    """theta_0 of the video arms: the embedded AnimateDiff's motion adapter pretrained on the video world's web
+    clips, or video_base.source (a MotionAdapter) composed with models/base (docs/video.md)."""
     from .io_utils import write_json
-    from .models.video_pretrain import pretrain_motion_adapter
+    from .models.video_pretrain import run_video_base
 
-    result = pretrain_motion_adapter(_params(params).video_base, base, web, out)
+    result = run_video_base(_params(params).video_base, base, web, out)
     write_json(metrics, result)
     _show({k: v for k, v in result.items() if k != "log"})
+
+
+@app.command("video-ingest")
+def video_ingest(
+    params: Path = PARAMS,
+    out: Path = typer.Option(Path("data/video_ingest"), help="Output folder (winners/, losers/)."),
+    metrics: Path = typer.Option(Path("reports/metrics/video_ingest.json"), help="Metrics JSON (counts)."),
+) -> None:
+    """Read video.source (and video.losers): every clip kept or quarantined with its reason (docs/video.md)."""
+    from .data.video_ingest import VideoSourceError, run_video_ingest
+
+    with _exit_on(VideoSourceError, 1):
+        _show(run_video_ingest(_params(params).video, out, metrics))
+
+
+@app.command("video-cache")
+def video_cache(
+    params: Path = PARAMS,
+    ingest_dir: Path = typer.Option(Path("data/video_ingest"), help="The video ingest stage's folder."),
+    model: Path = typer.Option(Path("models/video_base"), help="theta_0 of the video arms (its VAE and text encoder)."),
+    out: Path = typer.Option(Path("data/video_cache"), help="Cache folder."),
+    metrics: Path = typer.Option(Path("reports/metrics/video_cache.json"), help="Metrics JSON."),
+) -> None:
+    """Encode the winning (and losing) clips to latents (n, C, F, h, w) and captions to text embeddings, once."""
+    from .data.video_cache import run_video_cache
+
+    _show(run_video_cache(_params(params).video, ingest_dir, model, out, metrics))
+
+
+ROUND = typer.Option(..., "--round", "-k", min=1, help="Round k (1-based); the bank is theta_0..theta_{k-1}.")
+ROOT = typer.Option(Path("."), "--root", help="Project root holding models/, data/, runs/.")
+ARM = typer.Option("seppo", "--arm", help="The video arm (video.arms): seppo, sft or dpo.")
+VIDEO_CACHE = typer.Option(Path("data/video_cache"), "--cache", help="Video latent cache folder.")
+
+
+def _arm_config(p: Params, arm: str):
+    """train.* + video.train_overrides, with the arm's loss."""
+    from .config import VIDEO_ARMS
+    from .training.plan import video_train_config
+
+    if arm not in VIDEO_ARMS:
+        raise typer.BadParameter(f"--arm {arm!r}: one of {', '.join(VIDEO_ARMS)}")
+    return video_train_config(p).model_copy(update={"loss": arm})
+
+
+@app.command("video-select")
+def video_select(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM) -> None:
+    """A video arm's round k, step 1: choose the reference checkpoint from the arm's bank."""
+    from .training.plan import video_layout
+    from .training.selection import run_select
+
+    _show(run_select(_arm_config(_params(params), arm), round_k, video_layout(arm, root)))
+
+
+@app.command("video-refsamples")
+def video_refsamples(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM,
+                     cache_dir: Path = VIDEO_CACHE) -> None:
+    """A video arm's round k, step 2: the selected checkpoint generates reference clips (latents)."""
+    from .training.plan import video_layout
+    from .training.reference_samples import run_refsamples
+
+    _show(run_refsamples(_arm_config(_params(params), arm), round_k, video_layout(arm, root), root / cache_dir))
+
+
+@app.command("video-train")
+def video_train(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM,
+                cache_dir: Path = VIDEO_CACHE) -> None:
+    """A video arm's round k, step 3: train its theta_{k-1} (video.trainable: motion modules or all)."""
+    from .training.plan import video_layout
+    from .training.trainer import TrainingDiverged, run_train
+
+    p = _params(params)
+    with _exit_on(TrainingDiverged, 1):
+        _show(run_train(_arm_config(p, arm), round_k, video_layout(arm, root), root / cache_dir, p.video.trainable))
 
 
 @app.command("base-model")
@@ -155,8 +230,6 @@ def cache(
     _show(run_cache(_params(params).cache, ingest_dir, model, out, metrics))
 
 
-ROUND = typer.Option(..., "--round", "-k", min=1, help="Round k (1-based); the bank is theta_0..theta_{k-1}.")
-ROOT = typer.Option(Path("."), "--root", help="Project root holding models/, data/, runs/.")
 
 
 @app.command()
@@ -349,6 +422,55 @@ def check_params(params: Path = PARAMS) -> None:
     import yaml
 
     typer.echo(yaml.safe_dump(_params(params).model_dump(), sort_keys=False))
+
+
+@app.command("video-eval-generate")
+def video_eval_generate(
+    params: Path = PARAMS,
+    checkpoint: Path = typer.Option(..., help="Video checkpoint: an AnimateDiffPipeline folder (models/video_base, "
+                                    "models/video_round_k, models/video_sft_round_k, ...)."),
+    name: str = typer.Option(..., help="Name of the checkpoint in tables: base, round_1, sft_round_1, ..."),
+    out: Path = typer.Option(None, help="Output folder; default data/video_eval/<name>."),
+    timing: Path = typer.Option(None, help="Wall-clock JSON; default reports/metrics/timing/video_eval_<name>.json."),
+) -> None:
+    """Generate the evaluation clips of one video checkpoint (once per prompt and seed; docs/video.md)."""
+    from .evaluation.video_generate import VideoEvalError, run_video_eval_generate
+    from .io_utils import timing_path
+    from .models.pipeline import ModelNotFound
+
+    with _exit_on((VideoEvalError, ModelNotFound), 2):
+        _show(run_video_eval_generate(_params(params).video, checkpoint, name, out or Path("data/video_eval") / name,
+                                      timing or timing_path(Path("reports/metrics") / f"video_eval_{name}.json")))
+
+
+@app.command("video-evaluate")
+def video_evaluate(
+    params: Path = PARAMS,
+    clips: list[Path] = typer.Option(..., "--clips", help="Folders from video-eval-generate, base first."),
+    out: Path = typer.Option(Path("reports/video/eval"), help="Scores table, summary and settings."),
+    metrics: Path = typer.Option(Path("reports/metrics/video_eval.json"), help="Metrics JSON."),
+) -> None:
+    """Score every video checkpoint's clips against the real clips: utility, PSNR, SSIM, LPIPS, FID, FVD; CIs."""
+    from .evaluation.video_generate import VideoEvalError
+    from .evaluation.video_stage import run_video_evaluate
+
+    with _exit_on(VideoEvalError, 2):
+        _show(run_video_evaluate(_params(params).video, clips, out, metrics))
+
+
+@app.command("video-report")
+def video_report(
+    params: Path = PARAMS,
+    eval_dir: Path = typer.Option(Path("reports/video/eval"), "--eval", help="The video-evaluate folder."),
+    clips: list[Path] = typer.Option(..., "--clips", help="Folders from video-eval-generate, base first."),
+    out: Path = typer.Option(Path("reports/video"), help="Folder of report.md, report.html and figures/."),
+) -> None:
+    """Write the video report (Markdown and self-contained HTML with frame strips and animated previews)."""
+    from .evaluation.video_generate import VideoEvalError
+    from .reports.video_report import run_video_report
+
+    with _exit_on(VideoEvalError, 2):
+        _show(run_video_report(_params(params), eval_dir, clips, out))
 
 
 def main() -> None:  # pragma: no cover - console entry point

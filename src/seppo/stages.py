@@ -93,10 +93,13 @@ STAGES: dict[str, Stage] = {
     "video_train": Stage((every("train", *TRAIN_PLAN_ONLY, *TRAIN_UPSTREAM_ONLY), "video.trainable", *VIDEO_TRAIN)),
     "video_eval_generate": Stage(("video.prompts", "video.eval_prompts", "video.eval_seeds", "video.sampling",
                                   "video.batch_size", "video.frames")),
-    "video_evaluate": Stage(("video.real", "video.frames", "video.max_side", "video.lpips_weights", "video.fid_weights",
-                             "video.fvd_weights", "video.n_boot", "video.seed")),
-    "video_report": Stage(("video.arms", "train.rounds", "video.trainable", "video.train_overrides",
-                           "video.sampling", "video.eval_seeds", "video.frames", "video.preview_prompts")),
+    "video_evaluate": Stage(("video.real", "video.frames", "video.sample_frames", "video.lpips_weights",
+                             "video.fid_weights", "video.fvd_weights", "video.n_boot", "video.seed")),
+    # the report prints the knobs that made the checkpoints; sampling, seeds and frames come from the stages' settings
+    "video_report": Stage(("video.arms", "video.trainable", "video.train_overrides", "video.preview_prompts",
+                           "train.rounds", "train.seed", "train.criterion", "train.strategy", "train.lr", "train.beta",
+                           "train.updates_per_round", "train.micro_batch", "train.grad_accum", "base_model.source",
+                           "base_model.revision")),
 }
 
 

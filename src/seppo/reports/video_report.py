@@ -1,0 +1,282 @@
+"""The video report: Markdown + self-contained HTML, from the video evaluation's outputs and the clips.
+
+Inputs: <eval_dir>/{summary.csv, scores.parquet, settings.json} (`seppo video-evaluate`), the clip folders of
+`seppo video-eval-generate` (the base first) and the params. Outputs in <out_dir>:
+  report.md, report.html   the same text; the HTML embeds every figure as a data URI (PNG strips, animated GIFs)
+  figures/strip_<prompt_id>.png          per preview prompt: one row of frames per checkpoint
+  figures/clip_<checkpoint>_<prompt_id>.gif   per checkpoint and preview prompt: the clip, animated
+No clock, no host name, no random draw: the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Params
+from ..evaluation.video_generate import VideoEvalError, load_eval_clips
+from ..io_utils import atomic_dir, atomic_path
+
+DPI = 100
+MIN_FRAME_PX = 96  # frames are upscaled (nearest neighbour, integer factor) to at least this many pixels
+GAP_PX = 4  # between frames of a strip
+LABEL_PX = 190  # the checkpoint labels on the left of a strip
+GIF_MS = 250  # per frame
+BAR_PX = 4  # the GIF's progress bar under the frame (also keeps equal frames apart: GIF writers merge them)
+MIME = {".png": "image/png", ".gif": "image/gif"}
+NAMES = {"utility": "utility", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "fvd": "FVD"}
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(s))
+
+
+def _scale(h: int) -> int:
+    return max(1, math.ceil(MIN_FRAME_PX / h))
+
+
+def _up(frame: np.ndarray, k: int) -> np.ndarray:
+    return np.repeat(np.repeat(frame, k, axis=0), k, axis=1)
+
+
+def _strip_figure(rows: list[tuple[str, np.ndarray]], title: str, path: Path) -> None:
+    """One row of upscaled frames per (label, clip), placed pixel for pixel (figimage, no resampling)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f, h, w, _ = rows[0][1].shape
+    k = _scale(h)
+    fh, fw = h * k, w * k
+    strip_w = f * fw + (f - 1) * GAP_PX
+    width = LABEL_PX + strip_w + 12
+    title_lines = textwrap.wrap(title, max(30, int(width / 8)))[:4]  # ~7 px per character at 10.5 pt
+    top = 14 + 18 * len(title_lines) + 18  # the title, then the frame numbers
+    row_h = max(fh, 60) + 10
+    height = top + len(rows) * row_h + 6
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig.text(0.5, 1 - 8 / height, "\n".join(title_lines), ha="center", va="top", fontsize=10.5)
+    for t in range(f):
+        x = LABEL_PX + t * (fw + GAP_PX) + fw / 2
+        fig.text(x / width, 1 - (top - 4) / height, f"frame {t}", ha="center", va="bottom", fontsize=8, color="#555")
+    for r, (label, clip) in enumerate(rows):
+        y_top = top + r * row_h
+        canvas = np.full((fh, strip_w, 3), 255, np.uint8)
+        for t in range(f):
+            canvas[:, t * (fw + GAP_PX): t * (fw + GAP_PX) + fw] = _up(clip[t], k)
+        fig.figimage(canvas, xo=LABEL_PX, yo=height - y_top - fh, origin="upper")
+        name, _, note = label.partition("\n")
+        fig.text(8 / width, 1 - (y_top + 2) / height, name, ha="left", va="top", fontsize=10, fontweight="bold")
+        if note:
+            fig.text(8 / width, 1 - (y_top + 22) / height, note, ha="left", va="top", fontsize=9, linespacing=1.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _gif(clip: np.ndarray, path: Path) -> None:
+    """An animated GIF of the clip, upscaled, one shared palette, a progress bar under the frames; looped."""
+    from PIL import Image
+
+    f, h, w, _ = clip.shape
+    k = _scale(h)
+    frames = []
+    for t in range(f):
+        img = np.full((h * k + BAR_PX + 2, w * k, 3), 255, np.uint8)
+        img[: h * k] = _up(clip[t], k)
+        img[h * k + 2:, : round(w * k * (t + 1) / f)] = 80
+        frames.append(img)
+    sheet = Image.fromarray(np.concatenate(frames, axis=0))
+    palette = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal = [Image.fromarray(x).quantize(palette=palette, dither=Image.Dither.NONE) for x in frames]
+    with atomic_path(path) as tmp:
+        pal[0].save(tmp, format="GIF", save_all=True, append_images=pal[1:], duration=GIF_MS, loop=0,
+                    optimize=False, disposal=1)
+
+
+def _arm_round(name: str, is_base: bool) -> tuple[str, object]:
+    """(arm, round) read off an eval name: base, round_k (seppo), sft_round_k, dpo_round_k."""
+    if is_base:
+        return "theta_0", 0
+    m = re.fullmatch(r"(?:(\w+?)_)?round_(\d+)", name)
+    return ((m.group(1) or "seppo"), int(m.group(2))) if m else ("-", "-")
+
+
+def _fmt(x, nd: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
+
+
+def _ci(r, lo: str, hi: str, nd: int = 3) -> str:
+    return f"[{_fmt(r[lo], nd)}, {_fmt(r[hi], nd)}]"
+
+
+def _metric_tables(summary: pd.DataFrame, names: list[str], scales: dict, notes: dict) -> list[str]:
+    md = ["## Metrics", "",
+          "Per clip, then the mean over prompts and seeds; 95% percentile bootstrap CIs over prompts (the seeds of a "
+          "prompt move together). The difference is the paired mean of (checkpoint - base) over the same prompts and "
+          "seeds; the win rate is the share of those pairs where the checkpoint beats the base in the metric's own "
+          "direction (ties count half).", ""]
+    clip = summary[summary.level == "clip"]
+    if "utility" not in set(clip.metric):
+        md += [f"**Utility: {notes.get('utility', 'not computed')}.**", ""]
+    for metric in dict.fromkeys(clip.metric):
+        g = clip[clip.metric == metric].set_index("checkpoint")
+        hib = bool(g.higher_is_better.iloc[0])
+        nd = {"psnr": 2, "lpips": 4}.get(metric, 3)
+        md += [f"### {NAMES.get(metric, metric)} ({'higher' if hib else 'lower'} is better)", "",
+               f"Scale: {scales.get(metric, '')}.", "",
+               "| checkpoint | mean [95% CI] | difference vs base [95% CI] | win rate vs base [95% CI] |",
+               "|---|---|---|---|"]
+        for n in names:
+            r = g.loc[n]
+            if n == names[0]:
+                md.append(f"| {n} | {_fmt(r['mean'], nd)} {_ci(r, 'ci_low', 'ci_high', nd)} | (base) | (base) |")
+            else:
+                md.append(f"| {n} | {_fmt(r['mean'], nd)} {_ci(r, 'ci_low', 'ci_high', nd)} | "
+                          f"{_fmt(r['diff_vs_base'], nd)} {_ci(r, 'diff_ci_low', 'diff_ci_high', nd)} | "
+                          f"{_fmt(r['win_rate_vs_base'])} {_ci(r, 'win_ci_low', 'win_ci_high')} |")
+        md.append("")
+    sets = summary[summary.level == "set"]
+    if len(sets):
+        kinds = list(dict.fromkeys(sets.metric))
+        md += ["### FID / FVD (set-level, lower is better)", "",
+               "One number per checkpoint: all its generated clips against all real clips, so no CI. "
+               + " ".join(f"{NAMES[k]}: {scales.get(k, '')}." for k in kinds), "",
+               "| checkpoint | " + " | ".join(NAMES[k] for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+        g = sets.set_index(["checkpoint", "metric"])["mean"]
+        for n in names:
+            md.append(f"| {n} | " + " | ".join(_fmt(g.get((n, k)), 3) for k in kinds) + " |")
+        md.append("")
+    else:
+        md += ["FID / FVD: not computed (video.fid_weights and video.fvd_weights are null).", ""]
+    return md
+
+
+def build_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path], out_dir: Path
+                       ) -> tuple[str, list[Path]]:
+    """The Markdown text; writes the figures into out_dir/figures (swapped in as a whole)."""
+    v = params.video
+    eval_dir, out_dir = Path(eval_dir), Path(out_dir)
+    info = json.loads((eval_dir / "settings.json").read_text())
+    summary = pd.read_csv(eval_dir / "summary.csv")
+    scores = pd.read_parquet(eval_dir / "scores.parquet")
+    loaded = []
+    for d in eval_clip_dirs:
+        table, clips = load_eval_clips(d)
+        loaded.append((json.loads((Path(d) / "settings.json").read_text())["name"], table, clips))
+    names = [n for n, _, _ in loaded]
+    if list(dict.fromkeys(summary.checkpoint)) != names:
+        raise VideoEvalError(f"{eval_dir}/summary.csv has checkpoints {list(dict.fromkeys(summary.checkpoint))}, "
+                             f"the clip folders {names} (the same folders, the base first)")
+    es, ckpts, notes, scales = info["settings"], info["checkpoints"], info["notes"], info["scales"]
+    seed = es["seeds"][0]
+    base_t = loaded[0][1]
+    preview = base_t[base_t.seed == seed].head(v.preview_prompts)
+    strips, gifs = [], {}
+    with atomic_dir(out_dir / "figures") as tmp:
+        for pid, prompt in zip(preview.prompt_id, preview.prompt):
+            rows = []
+            for name, table, clips in loaded:
+                i = int(np.flatnonzero(((table.prompt_id == pid) & (table.seed == seed)).to_numpy())[0])
+                sc = scores[(scores.checkpoint == name) & (scores.prompt_id == pid) & (scores.seed == seed)]
+                note = "\n".join(f"{NAMES[m]} {sc[m].iloc[0]:.{2 if m == 'psnr' else 3}f}"
+                                 for m in ("utility", "psnr", "ssim") if m in sc.columns and len(sc))
+                rows.append((f"{name}\n{note}" if note else name, clips[i]))
+                gif = f"clip_{_safe(name)}_{_safe(pid)}.gif"
+                _gif(clips[i], tmp / gif)
+                gifs[(name, pid)] = gif
+            strip = f"strip_{_safe(pid)}.png"
+            _strip_figure(rows, f"{prompt}  (seed {seed})", tmp / strip)
+            strips.append((pid, prompt, strip))
+    figs = sorted((out_dir / "figures").iterdir())
+    tr = params.train
+    ov = v.train_overrides
+    bm = params.base_model
+    seed_tr = ov.get("seed", tr.seed)
+    knobs = (f"criterion `{ov.get('criterion', tr.criterion)}`, strategy `{ov.get('strategy', tr.strategy)}`, "
+             f"lr {ov.get('lr', tr.lr):g}, beta {ov.get('beta', tr.beta):g}, "
+             f"{ov.get('updates_per_round', tr.updates_per_round)} updates per round, micro-batch "
+             f"{ov.get('micro_batch', tr.micro_batch)} x accumulation {ov.get('grad_accum', tr.grad_accum)}, "
+             f"training seed {seed_tr}")
+    md = ["# SePPO text-to-video report", "",
+          "Regenerated by `seppo video-report` from tracked outputs only (the video evaluation's tables, the "
+          "evaluation clips, params).", "",
+          f"**One training run.** Every number below comes from ONE training run per checkpoint (one training "
+          f"seed, train.seed = {seed_tr}). The 95% CIs are over evaluation prompts and sampling seeds only: they "
+          "do not include the variation between training runs.", "",
+          "## Settings", "",
+          f"- evaluation clips: {es['n_prompts']} prompts from `{es['prompts']}` (split eval), seeds {es['seeds']}, "
+          f"{es['frames']} frames; {es['sampler']} {es['steps']} steps, guidance {es['guidance']}; each clip seeded "
+          "by sha256(seed, prompt)",
+          f"- references: {es['real_clips']} real clips in `{es['real']}` "
+          f"({es['real_size'][0]}x{es['real_size'][1]} px), matched to prompts by caption",
+          f"- metrics: LPIPS `{es['lpips_weights'] or 'skipped (video.lpips_weights is null)'}`, FID "
+          f"`{es['fid_weights'] or 'skipped (video.fid_weights is null)'}`, FVD "
+          f"`{es['fvd_weights'] or 'skipped (video.fvd_weights is null)'}`; {es['ci']}, {es['n_boot']} resamples, "
+          f"bootstrap seed {es['bootstrap_seed']}",
+          f"- training: arms {list(v.arms)}, {ov.get('rounds', tr.rounds)} round(s) each from theta_0, trainable "
+          f"`{v.trainable}`; train overrides for video {json.dumps(ov, sort_keys=True)}; in effect: {knobs}",
+          f"- image model under AnimateDiff: `{bm.source}` "
+          f"({'revision ' + bm.revision if bm.revision else 'no Hub revision: built here or a local folder'})", "",
+          "| checkpoint | arm | round | folder | loss (trainer's record) | reference checkpoint |",
+          "|---|---|---|---|---|---|"]
+    for n in names:
+        c = ckpts.get(n, {})
+        arm, k = _arm_round(n, n == names[0])
+        md.append(f"| {n} | {arm} | {c.get('round', k)} | `{c.get('checkpoint', '')}` | {c.get('loss_type', '-')} | "
+                  f"{('`' + c['reference'] + '`') if c.get('reference') else '-'} |")
+    md.append("")
+    md += _metric_tables(summary, names, scales, notes)
+    md += ["## Frame strips", "",
+           f"The first {len(strips)} evaluation prompts, seed {seed}: one row per checkpoint, frames left to right, "
+           f"upscaled x{_scale(int(loaded[0][2].shape[2]))} (nearest neighbour). Under each checkpoint's name: that "
+           "clip's scores.", ""]
+    for pid, prompt, strip in strips:
+        md += [f"![{pid}](figures/{strip})", ""]
+    md += ["## Animated previews", "",
+           f"The same clips as GIFs ({GIF_MS} ms per frame, looped; the bar under each clip shows the frame).", "",
+           "| prompt | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for pid, prompt, _ in strips:
+        md.append(f"| {prompt.replace('|', '/')} | "
+                  + " | ".join(f"![{n} {pid}](figures/{gifs[(n, pid)]})" for n in names) + " |")
+    md.append("")
+    return "\n".join(md).rstrip("\n") + "\n", figs
+
+
+def _to_html(md_text: str, root: Path) -> str:
+    """CommonMark + tables (markdown-it-py, as the image report); every image embedded as a data URI."""
+    from markdown_it import MarkdownIt
+
+    from .build import STYLE
+
+    mdit = MarkdownIt("commonmark").enable("table")
+    tokens = mdit.parse(md_text)
+    for tok in tokens:
+        for child in tok.children or []:
+            if child.type == "image":
+                rel = str(child.attrGet("src"))
+                data = base64.b64encode((root / rel).read_bytes()).decode()
+                child.attrSet("src", f"data:{MIME[Path(rel).suffix.lower()]};base64,{data}")
+    body = mdit.renderer.render(tokens, mdit.options, {})
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>SePPO text-to-video report</title>"
+            f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
+
+
+def run_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path], out_dir: Path) -> dict:
+    out_dir = Path(out_dir)
+    md, figs = build_video_report(params, eval_dir, eval_clip_dirs, out_dir)
+    page = _to_html(md, out_dir)
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(md)
+    with atomic_path(out_dir / "report.html") as tmp:
+        tmp.write_text(page)
+    return {"report_md": str(out_dir / "report.md"), "report_html": str(out_dir / "report.html"),
+            "figures": [p.name for p in figs], "bytes_html": len(page)}
