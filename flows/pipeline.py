@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -43,6 +44,8 @@ from seppo.io_utils import atomic_path
 PREP_STAGES = ["world", "base_model", "base_samples", "ingest", "validate", "cache"]
 METRICS_KEY = "seppo-metrics"
 REPORT_KEY = "seppo-report"
+VIDEO_DVC = "video/dvc.yaml"
+VIDEO_PREP = ["video_cache"]  # with its upstream: world, base_model, video_world, video_base, video_ingest
 
 
 def _bin(name: str) -> str:
@@ -325,6 +328,51 @@ def seppo_pipeline(overrides: dict[str, Any] | None = None, experiment_name: str
         seppo_round(k, project_dir)
     evaluate(project_dir)
     return report(project_dir)
+
+
+def video_round_stages(project_dir: str) -> list[list[str]]:
+    """The video graph's rounds in order, one list of stages per (arm, round), from video/dvc.yaml itself."""
+    stages = yaml.safe_load((Path(project_dir) / VIDEO_DVC).read_text())["stages"]
+    groups: dict[tuple[str, int], list[str]] = {}
+    for name in stages:
+        m = re.fullmatch(r"(video_(?:[a-z]+_)?)(select|refsamples|train)_(\d+)", name)
+        if m:
+            groups.setdefault((m.group(1), int(m.group(3))), []).append(f"{VIDEO_DVC}:{name}")
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[1], k[0]))]
+
+
+@task
+def publish_video_artifacts(project_dir: str) -> dict:
+    """The video evaluation summary (table) and report (Markdown), under seppo-video-metrics / seppo-video-report."""
+    published = {}
+    summary = _read("reports/video/eval/summary.csv", project_dir, None)
+    if summary is not None:
+        rows = list(csv.DictReader(io.StringIO(summary)))
+        create_table_artifact(table=rows, key=f"{METRICS_KEY.replace('seppo', 'seppo-video')}",
+                              description="Video evaluation: mean, 95% bootstrap CI, difference and win rate vs base")
+        published["table"] = len(rows)
+    report_md = _read("reports/video/report.md", project_dir, None)
+    if report_md is not None:
+        create_markdown_artifact(markdown=report_md, key=REPORT_KEY.replace("seppo", "seppo-video"),
+                                 description="SePPO text-to-video report")
+        published["markdown"] = True
+    return published
+
+
+@flow(name="seppo-video-pipeline")
+def seppo_video_pipeline(project_dir: str = ".", replan: bool = True) -> dict:
+    """The text-to-video pipeline (video/dvc.yaml) in the workspace: preparation, each arm's rounds, clips,
+    evaluation, report; every task is `dvc repro` of its stages, so a re-run does only what is stale. Variants run
+    as DVC experiments from the shell: `dvc exp run video/dvc.yaml -S video.trainable=all`."""
+    project_dir = str(Path(project_dir).resolve())
+    if replan:
+        plan(project_dir)
+    dvc_repro([f"{VIDEO_DVC}:{s}" for s in VIDEO_PREP], project_dir)
+    for stages in video_round_stages(project_dir):
+        dvc_repro(stages, project_dir)
+    dvc_repro([f"{VIDEO_DVC}:video_evaluate"], project_dir)
+    dvc_repro([f"{VIDEO_DVC}:video_report"], project_dir)
+    return publish_video_artifacts(project_dir)
 
 
 def _default_experiment_name() -> str:

@@ -5,6 +5,7 @@
     python -m flows.serve                                       # terminal 2, from the project root
     prefect deployment run 'seppo-pipeline/seppo' -p overrides='{"train.lr": 3e-5}'
     prefect deployment run 'seppo-study/seppo' -p jobs=1            # the ablation study (resumable)
+    prefect deployment run 'seppo-video-pipeline/seppo'             # the text-to-video pipeline
 
 A run with `overrides` is an isolated DVC experiment (`dvc exp run --temp`; the workspace is left
 byte-identical; see `dvc exp show`); without, it is `dvc repro` in the workspace. The deployment
@@ -20,7 +21,7 @@ from pathlib import Path
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
-from flows.pipeline import seppo_pipeline
+from flows.pipeline import seppo_pipeline, seppo_video_pipeline
 from flows.study import seppo_study
 
 
@@ -46,7 +47,13 @@ def main() -> None:
         description="The ablation study (params.study): variants x seeds as DVC experiments, resumable.",
         tags=["seppo", "study"],
     )
-    serve(pipeline, study)
+    video = seppo_video_pipeline.to_deployment(
+        name=args.name, parameters={"project_dir": args.project_dir, "replan": not args.no_replan},
+        description="The text-to-video pipeline (video/dvc.yaml): AnimateDiff arms, clips, video metrics, report.",
+        tags=["seppo", "video"],
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+    )
+    serve(pipeline, study, video)
 
 
 if __name__ == "__main__":

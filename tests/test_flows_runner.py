@@ -173,3 +173,19 @@ def test_prefect_retry_condition_reads_the_failed_states_exception():
                        (CommandFailed(["dvc", "repro"], 2, "error: params.yaml: invalid parameters"), False)]:
         state = asyncio.run(exception_to_failed_state(exc))
         assert retry_condition(None, None, state) is retry, exc
+
+
+def test_the_video_flow_runs_each_arm_round_after_round_from_the_plan(tmp_path):
+    from flows.pipeline import video_round_stages
+    from seppo.config import parse_params
+    from seppo.dvc_plan import render_video
+
+    (tmp_path / "video").mkdir()
+    (tmp_path / "video/dvc.yaml").write_text(render_video(parse_params(
+        {"train": {"rounds": 2}, "video": {"arms": ["seppo", "dpo"]}})))
+    groups = video_round_stages(str(tmp_path))
+    v = "video/dvc.yaml:"
+    assert groups == [[f"{v}video_select_1", f"{v}video_refsamples_1", f"{v}video_train_1"],
+                      [f"{v}video_dpo_select_1", f"{v}video_dpo_train_1"],
+                      [f"{v}video_select_2", f"{v}video_refsamples_2", f"{v}video_train_2"],
+                      [f"{v}video_dpo_select_2", f"{v}video_dpo_train_2"]]
