@@ -96,3 +96,45 @@ def test_study_aggregate_recomputes_from_committed_runs(tmp_path):
     names += ["lr_sweep.csv"] if (ROOT / out / "lr_sweep.csv").exists() else []
     for name in names:
         assert (tmp_path / out / name).read_bytes() == (ROOT / out / name).read_bytes(), name
+
+
+VIDEO_METRICS = ROOT / "reports/metrics/video_eval.json"
+
+
+@pytest.mark.skipif(not VIDEO_METRICS.exists(), reason="no committed video run")
+def test_video_metrics_are_finite_and_recompute_from_committed_scores():
+    video = load_params(ROOT / "params.yaml").video
+    for where, v in _numbers(json.loads(VIDEO_METRICS.read_text())):
+        assert math.isfinite(v), f"{VIDEO_METRICS}: {where} = {v}"
+    scores = pd.read_parquet(ROOT / "reports/video/eval/scores.parquet")
+    summary = pd.read_csv(ROOT / "reports/video/eval/summary.csv")
+    clip_rows = summary[summary.level == "clip"]
+    assert {"base", "round_1", "sft_round_1"} <= set(clip_rows.checkpoint)
+    for row in clip_rows.itertuples():
+        mine = scores[scores.checkpoint == row.checkpoint]
+        wide = mine.pivot(index="prompt_id", columns="seed", values=row.metric).sort_index()
+        mean, lo, hi = bootstrap_mean(wide.to_numpy(float), video.n_boot, video.seed)
+        csv_tol = 1e-6  # summary.csv holds 6 decimals
+        assert abs(row.mean - mean) < csv_tol and abs(row.ci_low - lo) < csv_tol and abs(row.ci_high - hi) < csv_tol, row
+
+
+def _video_status(stage: str) -> dict:
+    out = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", f"video/dvc.yaml:{stage}", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout or "{}")
+
+
+@pytest.mark.skipif(not VIDEO_METRICS.exists(), reason="no committed video run")
+@pytest.mark.parametrize("stage", ["video_evaluate", "video_report"])
+def test_the_video_evaluation_and_report_are_not_stale_against_video_dvc_lock(stage):
+    """Code, params and the git-tracked inputs match video/dvc.lock; the generated clips (DVC-cached, absent in a
+    clean clone) may only be missing, never different."""
+    changed = []
+    for entries in _video_status(stage).values():
+        for entry in entries:
+            for kind, paths in (entry.items() if isinstance(entry, dict) else []):
+                for path, state in (paths.items() if isinstance(paths, dict) else []):
+                    if not (state == "deleted" and path.startswith("data/video_eval/")):
+                        changed.append((kind, path, state))
+    assert not changed, f"{stage} is stale against video/dvc.lock: {changed}"
