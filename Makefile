@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup repro test lock
+.PHONY: setup repro repro-video test lock
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements.lock pyproject.t
 repro: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/seppo plan
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+repro-video: $(STAMP)  # the text-to-video pipeline (video/dvc.yaml; docs/video.md)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/seppo plan
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro video/dvc.yaml
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/test.sh
