@@ -230,7 +230,7 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
         if p.exists():
             md += [f"## {title}", "", f"![{title}]({p.relative_to(rep).as_posix()})", "", f"*{caption}*", ""]
     md_text = "\n".join(md).rstrip("\n") + "\n"
-    return md_text, _to_html(md_text, rep)
+    return md_text, markdown_to_html(md_text, rep)
 
 
 # Round metrics comparing the anchor test's decisions with the world's ground truth (when logged).
@@ -262,8 +262,12 @@ STYLE = ("body{font-family:sans-serif;max-width:1440px;margin:2em auto;padding:0
          "img{max-width:none;margin:6px 0;display:block}em{color:#444}")
 
 
-def _to_html(md_text: str, rep: Path) -> str:
-    """CommonMark + tables (markdown-it-py); every image embedded as a data URI (self-contained)."""
+MIME = {".png": "image/png", ".gif": "image/gif"}
+
+
+def markdown_to_html(md_text: str, rep: Path, title: str = "SePPO run report") -> str:
+    """CommonMark + tables (markdown-it-py); every image (PNG, animated GIF) embedded as a data URI
+    (self-contained); also the video report's renderer."""
     from markdown_it import MarkdownIt
 
     mdit = MarkdownIt("commonmark").enable("table")
@@ -273,9 +277,9 @@ def _to_html(md_text: str, rep: Path) -> str:
             if child.type == "image":
                 rel = str(child.attrGet("src"))
                 data = base64.b64encode((rep / rel).read_bytes()).decode()
-                child.attrSet("src", f"data:image/png;base64,{data}")
+                child.attrSet("src", f"data:{MIME[Path(rel).suffix.lower()]};base64,{data}")
     body = mdit.renderer.render(tokens, mdit.options, {})
-    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>SePPO run report</title>"
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
 
 

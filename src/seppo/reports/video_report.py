@@ -10,7 +10,6 @@ No clock, no host name, no random draw: the same inputs give the same bytes.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -23,6 +22,7 @@ import pandas as pd
 from ..config import Params
 from ..evaluation.video_generate import VideoEvalError, load_eval_clips
 from ..io_utils import atomic_dir, atomic_path
+from .build import markdown_to_html
 
 DPI = 100
 MIN_FRAME_PX = 96  # frames are upscaled (nearest neighbour, integer factor) to at least this many pixels
@@ -30,7 +30,6 @@ GAP_PX = 4  # between frames of a strip
 LABEL_PX = 190  # the checkpoint labels on the left of a strip
 GIF_MS = 250  # per frame
 BAR_PX = 4  # the GIF's progress bar under the frame (also keeps equal frames apart: GIF writers merge them)
-MIME = {".png": "image/png", ".gif": "image/gif"}
 NAMES = {"utility": "utility", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "fvd": "FVD"}
 
 
@@ -251,29 +250,10 @@ def build_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path
     return "\n".join(md).rstrip("\n") + "\n", figs
 
 
-def _to_html(md_text: str, root: Path) -> str:
-    """CommonMark + tables (markdown-it-py, as the image report); every image embedded as a data URI."""
-    from markdown_it import MarkdownIt
-
-    from .build import STYLE
-
-    mdit = MarkdownIt("commonmark").enable("table")
-    tokens = mdit.parse(md_text)
-    for tok in tokens:
-        for child in tok.children or []:
-            if child.type == "image":
-                rel = str(child.attrGet("src"))
-                data = base64.b64encode((root / rel).read_bytes()).decode()
-                child.attrSet("src", f"data:{MIME[Path(rel).suffix.lower()]};base64,{data}")
-    body = mdit.renderer.render(tokens, mdit.options, {})
-    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>SePPO text-to-video report</title>"
-            f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
-
-
 def run_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path], out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     md, figs = build_video_report(params, eval_dir, eval_clip_dirs, out_dir)
-    page = _to_html(md, out_dir)
+    page = markdown_to_html(md, out_dir, "SePPO text-to-video report")
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(md)
     with atomic_path(out_dir / "report.html") as tmp:
