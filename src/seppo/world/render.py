@@ -6,6 +6,7 @@ anti-aliased edges like a real image; defects are applied at the output resoluti
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 
@@ -20,6 +21,11 @@ SUPERSAMPLE = 4
 RADIUS_AT_32 = {"small": 4.0, "large": 6.5}
 GAP_PX_AT_32 = 2.0
 COLOUR_JITTER = 12
+_PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
+_COLOURS_F32 = {k: np.array(v, dtype=np.float32) for k, v in COLOURS.items()}
+_BACKGROUNDS_F32 = {k: np.array(v, dtype=np.float32) for k, v in BACKGROUNDS.items()}
+for _a in (_PALETTE, *_COLOURS_F32.values(), *_BACKGROUNDS_F32.values()):
+    _a.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,19 @@ def radius(size: str, image_size: int) -> float:
     return RADIUS_AT_32[size] * image_size / 32.0
 
 
+@functools.lru_cache(maxsize=256)
+def _grid(xr: tuple[float, float], yr: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate centres' x and y (row-major over y, then x, as a meshgrid), read-only: the same
+    few regions recur for every render, so they are built once."""
+    gx = np.arange(xr[0], xr[1] + 1e-6, 0.5)
+    gy = np.arange(yr[0], yr[1] + 1e-6, 0.5)
+    mx, my = np.meshgrid(gx, gy)
+    out = mx.reshape(-1), my.reshape(-1)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def place_objects(
     scene: Scene, image_size: int, rng: np.random.Generator, offcanvas: bool = False, tries: int = 40
 ) -> list[tuple[float, float]]:
@@ -75,18 +94,20 @@ def place_objects(
     sep = 2 * r + GAP_PX_AT_32 * image_size / 32.0
     # Candidate centres on a half-pixel grid; each object is drawn among those still free, so a
     # scene that fits is placed within a few restarts.
-    gx = np.arange(xr[0], xr[1] + 1e-6, 0.5)
-    gy = np.arange(yr[0], yr[1] + 1e-6, 0.5)
-    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+    grid_x, grid_y = _grid(xr, yr)
     for _ in range(tries):
-        free = grid
+        free_x, free_y = grid_x, grid_y
         centres: list[tuple[float, float]] = []
         for _ in range(scene.count):
-            if len(free) == 0:
+            if len(free_x) == 0:
                 break
-            c = free[rng.integers(len(free))]
-            centres.append((float(c[0]), float(c[1])))
-            free = free[np.abs(free - c).max(axis=1) >= sep]
+            k = rng.integers(len(free_x))
+            cx, cy = free_x[k], free_y[k]
+            centres.append((float(cx), float(cy)))
+            # max(|dx|, |dy|) >= sep, one coordinate at a time (same test, fewer temporaries)
+            keep = np.abs(free_x - cx) >= sep
+            keep |= np.abs(free_y - cy) >= sep
+            free_x, free_y = free_x[keep], free_y[keep]
         if len(centres) == scene.count:
             if offcanvas:
                 # Push one object so that about half of it lies outside the canvas.
@@ -121,23 +142,57 @@ def render(
 ) -> np.ndarray:
     """Render ``scene`` as an (H, W, 3) uint8 array. Raises InfeasibleScene if it does not fit."""
     centres = place_objects(scene, image_size, rng, offcanvas=defects.offcanvas)
-    n = image_size * SUPERSAMPLE
-    canvas = np.empty((n, n, 3), dtype=np.float32)
-    canvas[:] = BACKGROUNDS[scene.background]
-    r = radius(scene.size, image_size) * SUPERSAMPLE
-    base = np.array(COLOURS[scene.colour], dtype=np.float32)
+    s = SUPERSAMPLE
+    n = image_size * s
+    background = _BACKGROUNDS_F32[scene.background]
+    r = radius(scene.size, image_size) * s
+    base = _COLOURS_F32[scene.colour]
+    objects = []
     for cx, cy in centres:
         colour = np.clip(base + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3), 0, 255)
         # Draw only inside the object's bounding box (clipped to the canvas).
-        x0, x1 = max(int(cx * SUPERSAMPLE - r) - 1, 0), min(int(cx * SUPERSAMPLE + r) + 2, n)
-        y0, y1 = max(int(cy * SUPERSAMPLE - r) - 1, 0), min(int(cy * SUPERSAMPLE + r) + 2, n)
+        x0, x1 = max(int(cx * s - r) - 1, 0), min(int(cx * s + r) + 2, n)
+        y0, y1 = max(int(cy * s - r) - 1, 0), min(int(cy * s + r) + 2, n)
         if x0 >= x1 or y0 >= y1:
             continue
-        yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
-        mask = _shape_mask(scene.shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, r, yy, xx)
-        canvas[y0:y1, x0:x1][mask] = colour
-    img = canvas.reshape(image_size, SUPERSAMPLE, image_size, SUPERSAMPLE, 3).mean(axis=(1, 3))
+        objects.append((cx, cy, colour, x0, x1, y0, y1))
+    img = np.empty((image_size, image_size, 3), dtype=np.float32)
+    img[:] = background
+    if objects:
+        # The supersampled canvas only where objects are drawn, widened to whole output pixels:
+        # an output pixel outside it is all background, whose box-filter mean is the background.
+        by0 = min(o[5] for o in objects) // s * s
+        by1 = -(-max(o[6] for o in objects) // s) * s
+        bx0 = min(o[3] for o in objects) // s * s
+        bx1 = -(-max(o[4] for o in objects) // s) * s
+        canvas = np.empty((by1 - by0, bx1 - bx0, 3), dtype=np.float32)
+        canvas[:] = background
+        for cx, cy, colour, x0, x1, y0, y1 in objects:
+            # pixel centres as a column and a row: broadcasting gives the same values as np.mgrid
+            yy = (np.arange(y0, y1) + 0.5)[:, None]
+            xx = (np.arange(x0, x1) + 0.5)[None, :]
+            mask = _shape_mask(scene.shape, cx * s, cy * s, r, yy, xx)
+            canvas[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0][mask] = colour
+        img[by0 // s : by1 // s, bx0 // s : bx1 // s] = _box_filter(canvas)
     return apply_defects(img, defects, rng)
+
+
+def _box_filter(canvas: np.ndarray) -> np.ndarray:
+    """The mean of each SUPERSAMPLE x SUPERSAMPLE block, float32.
+
+    Every canvas value is an integer in [0, 255] (palette colours plus integer jitter), so each
+    block's sum is exact in float32 in any order and the division by a power of two is exact: the
+    result is bit for bit that of ``canvas.reshape(h, S, w, S, 3).mean(axis=(1, 3))``, with strided
+    adds in place of the slower two-axis reduction."""
+    s = SUPERSAMPLE
+    rows = canvas[0::s].copy()
+    for i in range(1, s):
+        rows += canvas[i::s]
+    out = rows[:, 0::s].copy()
+    for j in range(1, s):
+        out += rows[:, j::s]
+    out /= np.float32(s * s)
+    return out
 
 
 def apply_defects(img: np.ndarray, defects: Defects, rng: np.random.Generator) -> np.ndarray:
@@ -148,7 +203,7 @@ def apply_defects(img: np.ndarray, defects: Defects, rng: np.random.Generator) -
         img[:, : defects.bleed_px, 0] = img[:, defects.bleed_px : defects.bleed_px + 1, 0]
     if defects.blur_sigma > 0:
         img = ndimage.gaussian_filter(img, sigma=(defects.blur_sigma, defects.blur_sigma, 0))
-    palette = np.array(list(COLOURS.values()), dtype=np.float32)
+    palette = _PALETTE
     for _ in range(defects.speckles):
         y, x = int(rng.integers(h - 1)), int(rng.integers(w - 1))
         k = int(rng.integers(1, 3))
