@@ -138,3 +138,16 @@ def test_the_video_evaluation_and_report_are_not_stale_against_video_dvc_lock(st
                     if not (state == "deleted" and path.startswith("data/video_eval/")):
                         changed.append((kind, path, state))
     assert not changed, f"{stage} is stale against video/dvc.lock: {changed}"
+
+
+@pytest.mark.skipif(not (ROOT / "reports/study/aggregate.csv").exists(), reason="no committed study")
+def test_committed_study_records_match_todays_params_hash():
+    """A new params field outside the hashed sections must not make every recorded run look stale (a study
+    would re-run all of them)."""
+    from seppo.study.records import plan_runs
+
+    params = load_params(ROOT / "params.yaml")
+    planned = {r.name: r.params_hash for r in plan_runs(params)}
+    records = {p.stem: json.loads(p.read_text())["params_hash"] for p in (ROOT / params.study.out / "runs").glob("*.json")}
+    assert records and all(records[n] == planned[n] for n in records if n in planned), \
+        {n: (records[n], planned[n]) for n in records if n in planned and records[n] != planned[n]}

@@ -81,8 +81,9 @@ def test_matrix_plans_seeds_lr_and_skips_pending_and_base():
     p3 = parse_params({**STUDY, "study": {**STUDY["study"], "n_boot": 900}})
     assert plan_runs(p2)[0].params_hash != runs[0].params_hash
     assert plan_runs(p3)[0].params_hash == runs[0].params_hash
-    # nor does the video path's section, which no image run reads
-    p4 = parse_params({**STUDY, "video_world": {"frames": 12}})
+    # nor do the video path's sections, which no image run reads
+    p4 = parse_params({**STUDY, "video_world": {"frames": 12}, "video": {"frames": 12, "arms": ["sft"],
+                                                                          "train_overrides": {"lr": 1e-5}}})
     assert plan_runs(p4)[0].params_hash == runs[0].params_hash
 
 

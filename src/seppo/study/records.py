@@ -38,7 +38,7 @@ class Run:
 
 
 # sections no stage of an image study run reads: changing them must not re-run the study
-NOT_HASHED = {"study", "orchestration", "video_world", "video_base"}
+NOT_HASHED = {"study", "orchestration", "video_world", "video_base", "video"}
 
 
 def effective_hash(params: Params, overrides: dict[str, Any]) -> str:
