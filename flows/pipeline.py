@@ -45,6 +45,8 @@ PREP_STAGES = ["world", "base_model", "base_samples", "ingest", "validate", "cac
 METRICS_KEY = "seppo-metrics"
 REPORT_KEY = "seppo-report"
 VIDEO_DVC = "video/dvc.yaml"
+VIDEO_METRICS_KEY = "seppo-video-metrics"
+VIDEO_REPORT_KEY = "seppo-video-report"
 VIDEO_PREP = ["video_cache"]  # with its upstream: world, base_model, video_world, video_base, video_ingest
 
 
@@ -348,12 +350,12 @@ def publish_video_artifacts(project_dir: str) -> dict:
     summary = _read("reports/video/eval/summary.csv", project_dir, None)
     if summary is not None:
         rows = list(csv.DictReader(io.StringIO(summary)))
-        create_table_artifact(table=rows, key=f"{METRICS_KEY.replace('seppo', 'seppo-video')}",
+        create_table_artifact(table=rows, key=VIDEO_METRICS_KEY,
                               description="Video evaluation: mean, 95% bootstrap CI, difference and win rate vs base")
         published["table"] = len(rows)
     report_md = _read("reports/video/report.md", project_dir, None)
     if report_md is not None:
-        create_markdown_artifact(markdown=report_md, key=REPORT_KEY.replace("seppo", "seppo-video"),
+        create_markdown_artifact(markdown=report_md, key=VIDEO_REPORT_KEY,
                                  description="SePPO text-to-video report")
         published["markdown"] = True
     return published

@@ -92,7 +92,8 @@ def run_video_cache(cfg: VideoConfig, ingest_dir: Path, model_dir: Path, out: Pa
         counts["winners"] = len(w_ids)
         if "losers" in tables:
             l_caps, l_clips, l_ids = tables["losers"]
-            keep = [i for i, u in enumerate(l_ids) if u in set(w_ids)]  # a loser whose winner was quarantined: no pair
+            paired = set(w_ids)
+            keep = [i for i, u in enumerate(l_ids) if u in paired]  # a loser whose winner was quarantined: no pair
             zl = _encode(vae, fit_frames(l_clips[keep], resolution)) if keep else torch.zeros((0, *shape))
             _write_table(tmp / "losers", zl, [l_ids[i] for i in keep], [cid[l_caps[i]] for i in keep],
                          {"loser_uid": [l_ids[i] for i in keep]})
