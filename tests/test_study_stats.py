@@ -219,6 +219,53 @@ def test_common_overrides_apply_to_every_trained_variant_and_are_validated():
         parse_params(d)
 
 
+def test_shared_pins_reach_every_run_and_its_hash_and_are_validated():
+    d = json.loads(json.dumps(STUDY))
+    d["study"]["shared"] = {"base_model.unet_steps": 800, "scorer_model.contrastive_steps": 800}
+    d["base_model"], d["scorer_model"] = {"unet_steps": 400}, {"contrastive_steps": 400}
+    pinned = plan_runs(parse_params(d))
+    assert all(r.overrides["base_model.unet_steps"] == 800 for r in pinned)
+    # a run with the pins has the hash of a run whose params.yaml held those values: records stay valid
+    # when the default's recipe changes and the study pins the one it ran on
+    plain = plan_runs(parse_params({**STUDY, "base_model": {"unet_steps": 800},
+                                    "scorer_model": {"contrastive_steps": 800}}))
+    assert [r.params_hash for r in pinned] == [r.params_hash for r in plain]
+    assert [r.params_hash for r in plan_runs(parse_params({**d, "study": STUDY["study"]}))] != \
+        [r.params_hash for r in plain]
+    # a knob added after the recorded runs is out of the hash at the value the code used to fix (8 heads), in it
+    # at any other: the records stay valid, a run with 2 heads is a different run
+    legacy = plan_runs(parse_params({**STUDY, "base_model": {"unet_attention_heads": 8}}))
+    cheap = plan_runs(parse_params({**STUDY, "base_model": {"unet_attention_heads": 2}}))
+    from seppo.study.records import LEGACY_VALUES
+    assert LEGACY_VALUES == {("base_model", "unet_attention_heads"): 8}
+    assert len({r.params_hash for r in legacy} & {r.params_hash for r in cheap}) == 0
+    d["study"]["shared"] = {"train.lr": 1e-4, "evaluate.seeds": [0]}
+    with pytest.raises(ConfigError) as err:
+        parse_params(d)
+    assert "study.shared.evaluate.seeds: may pin only keys of the shared stages' sections" in str(err.value)
+    assert "study.shared.train.lr: may pin only" in str(err.value)
+    d["study"]["shared"] = {"base_model.unet_steps": 0}
+    with pytest.raises(ConfigError, match=r"study\.variants\.none\.overrides\.base_model\.unet_steps: .*"
+                       r"\(study.shared applied first\)"):
+        parse_params(d)
+
+
+def test_the_shared_run_computes_exactly_the_stages_no_train_key_reaches():
+    from seppo.config import load_params
+    from seppo.study.runner import shared_command, shared_stages
+
+    shared = ["world", "base_model", "ingest", "cache", "scorer_model", "eval_base"]  # validate: no output read
+    assert shared_stages(load_params("params.yaml")) == shared
+    # the STUDY test params score with the ground truth only: the embedded PickScore is no stage of its graph
+    p = parse_params(STUDY)
+    assert shared_stages(p) == [s for s in shared if s != "scorer_model"]
+    assert shared_command(p) is None  # nothing pinned: the workspace's own stages are shared
+    d = json.loads(json.dumps(STUDY))
+    d["study"]["shared"] = {"base_model.unet_steps": 800}
+    assert shared_command(parse_params(d))[2:] == ["run", "--temp", "--name", "study-shared",
+                                                   "-S", "++base_model.unet_steps=800", *shared_stages(p)]
+
+
 def test_print_queue_lists_only_the_missing_runs(tmp_path):
     from seppo.study.runner import queue_commands
 

@@ -170,6 +170,10 @@ class BaseModelConfig(_Section):
         [64, 128], min_length=1, description="UNet2DConditionModel block_out_channels."
     )
     unet_layers_per_block: int = Field(1, ge=1, description="UNet layers per block.")
+    unet_attention_heads: int = Field(
+        2, ge=1, description="Attention heads of every UNet transformer block (diffusers' `attention_head_dim`, "
+        "which UNet2DConditionModel reads as the head count). 2 (head widths 16 / 32): 14% less pretraining time "
+        "than 8 at equal quality on this CPU (docs/world.md); the study's theta_0 has 8 (study.shared).")
     unet_steps: int = Field(3000, ge=1, description="Optimizer steps of UNet pretraining.")
     unet_lr: float = Field(1e-3, gt=0.0, description="UNet peak learning rate (AdamW, cosine).")
     batch_size: int = Field(64, ge=1, description="Batch size of UNet pretraining.")
@@ -567,6 +571,12 @@ class StudyConfig(_Section):
     common: dict[str, Any] = Field(
         default_factory=dict, description="train.* overrides applied to every trained variant before its own: "
         "the study's cost reductions (e.g. train.ref_samples: per_prompt), stated in the aggregate's header.")
+    shared: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the shared stages' own sections (base_model.*, "
+        "scorer_model.*), the same for every run: the study's theta_0 and scorer recipes where they differ from "
+        "the default pipeline's. `seppo study` computes those stages once, with every core, before the variants "
+        "(each run then checks them out of DVC's run cache), so a pinned recipe reproduces its theta_0 bit for "
+        "bit on the machine type that trained it.")
     target: str = Field("evaluate", description="The DVC stage each experiment reproduces (with its upstream).")
     jobs: int = Field(1, ge=1, description="Experiments run at once (<= 2 on the 2-core machine; each gets "
                       "cores / jobs torch threads). More on a cluster.")
@@ -740,11 +750,12 @@ def parse_params(data: dict[str, Any] | None, source: str = "<params>") -> Param
 
 
 STUDY_OWNED = ("train.seed", "train.rounds")
+STUDY_SHARED_SECTIONS = ("base_model", "scorer_model")  # sections study.shared may pin (no train.* reads them)
 
 
 def variant_params(params: Params, variant: StudyVariant, seed: int, rounds: int) -> dict[str, Any]:
     """The dotted train.* overrides of one study run: the variant's, its lr, the seed and the rounds."""
-    over = dict(params.study.common) | dict(variant.overrides)
+    over = dict(params.study.shared) | dict(params.study.common) | dict(variant.overrides)
     if variant.lr is not None:
         over["train.lr"] = variant.lr
     over["train.seed"], over["train.rounds"] = seed, rounds
@@ -773,6 +784,10 @@ def _check_variants(params: Params, source: str) -> None:
             "set, seeds and rounds are the study's)")
     bad = {k for k in params.study.common if not k.startswith("train.") or k in STUDY_OWNED}
     lines = [f"  study.common.{k}: the study {rule}" for k in sorted(bad)]
+    bad_shared = {k for k in params.study.shared if k.split(".", 1)[0] not in STUDY_SHARED_SECTIONS or "." not in k}
+    lines += [f"  study.shared.{k}: may pin only keys of the shared stages' sections "
+              f"({', '.join(s + '.*' for s in STUDY_SHARED_SECTIONS)})" for k in sorted(bad_shared)]
+    bad |= bad_shared
     for name, v in params.study.variants.items():
         where = f"study.variants.{name}.overrides"
         own_bad = [k for k in v.overrides if not k.startswith("train.") or k in STUDY_OWNED]
@@ -791,7 +806,8 @@ def _check_variants(params: Params, source: str) -> None:
                 got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # not a whole section
                 what = ("unknown key; allowed keys here: " + _allowed(Params, e["loc"])
                         if e["type"] == "extra_forbidden" else f"{e['msg']}{got}")
-                lines.append(f"  {where}.{key}: {what}" + (" (study.common applied first)" if params.study.common
+                first = [f"study.{f}" for f in ("shared", "common") if getattr(params.study, f)]
+                lines.append(f"  {where}.{key}: {what}" + (f" ({' and '.join(first)} applied first)" if first
                                                            else ""))
     if lines:
         raise ConfigError("\n".join([f"{source}: invalid study variants"] + lines))

@@ -68,7 +68,7 @@ def vae(channels: list[int], image_size: int, seed: int):
     )
 
 
-def unet(channels: list[int], layers_per_block: int, latent_size: int, cross_dim: int, seed: int):
+def unet(channels: list[int], layers_per_block: int, latent_size: int, cross_dim: int, seed: int, heads: int = 8):
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -83,7 +83,7 @@ def unet(channels: list[int], layers_per_block: int, latent_size: int, cross_dim
         down_block_types=("CrossAttnDownBlock2D",) * n,
         up_block_types=("CrossAttnUpBlock2D",) * n,
         cross_attention_dim=cross_dim,
-        attention_head_dim=8,
+        attention_head_dim=heads,  # diffusers' legacy name: UNet2DConditionModel uses it as the head count
         norm_num_groups=_groups(channels),
     )
 

@@ -92,7 +92,8 @@ def train_unet(cfg: BaseModelConfig, latents, cond, caption_index: np.ndarray, l
     from tqdm.auto import tqdm
 
     unet = components.unet(
-        cfg.unet_channels, cfg.unet_layers_per_block, latents.shape[-1], cfg.text_hidden, cfg.seed
+        cfg.unet_channels, cfg.unet_layers_per_block, latents.shape[-1], cfg.text_hidden, cfg.seed,
+        cfg.unet_attention_heads,
     )
     sched = components.train_scheduler()
     gen = torch.Generator().manual_seed(cfg.seed + 2)

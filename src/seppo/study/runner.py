@@ -9,6 +9,11 @@ as an experiment ref (`dvc exp show`). The record is then read from that experim
 reports/study/runs/<variant>__seed<k>.json. A run whose record exists with the same params hash
 is skipped, so a killed study, re-run, finishes only what is missing.
 
+``study.shared`` pins the shared stages' recipe (theta_0, the scorer) where the study's differs from the
+default pipeline's: every run sets those keys too, and before the variants one experiment computes the
+shared stages with every core (their bits depend on the torch thread count), so each run then restores
+them from DVC's run cache instead of training theta_0 again with fewer threads.
+
 At most ``study.jobs`` experiments run at once (DVC allows concurrent --temp runs: each has its
 own folder; the cache is shared); each gets cpu_count / jobs torch threads.
 """
@@ -57,14 +62,52 @@ def _set_value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
+SHARED_RUN = "study-shared"
+
+
+def shared_stages(params: Params) -> list[str]:
+    """The stages of the study's graph (upstream of study.target) that neither read a train.* key nor
+    consume a stage that does: computed once and shared by every run (world ... cache, scorer_model, eval_base)."""
+    from ..dvc_plan import build
+
+    stages = build(params)["stages"]
+    producer = {(o if isinstance(o, str) else next(iter(o))): n for n, st in stages.items() for o in st.get("outs", [])}
+
+    def parents(name: str) -> set[str]:
+        return {n for dep in stages[name].get("deps", []) for out, n in producer.items()
+                if dep == out or dep.startswith(out + "/")}
+
+    graph, todo = set(), [params.study.target]
+    while todo:
+        name = todo.pop()
+        if name not in graph:
+            graph.add(name)
+            todo += sorted(parents(name))
+    shared: set[str] = set()
+    for name in sorted(graph, key=lambda n: list(stages).index(n)):  # dvc.yaml lists upstream stages first
+        if not any(str(k).split(".")[0] == "train" for k in stages[name].get("params", [])) \
+                and parents(name) <= shared:
+            shared.add(name)
+    return [n for n in stages if n in shared]
+
+
+def _set_args(overrides: dict[str, Any]) -> list[str]:
+    # ++ (hydra's add-or-override): plain `-S k=v` fails when params.yaml does not list k (a default)
+    return [a for k, v in sorted(overrides.items()) for a in ("-S", f"++{k}={_set_value(v)}")]
+
+
+def shared_command(params: Params) -> list[str] | None:
+    """The experiment that computes the pinned shared stages once (None when study.shared is empty)."""
+    if not params.study.shared:
+        return None
+    return [_bin("dvc"), "exp", "run", "--temp", "--name", SHARED_RUN, *_set_args(params.study.shared),
+            *shared_stages(params)]
+
+
 def exp_command(run: Run, target: str, mode: str = "--temp") -> list[str]:
     """The run's `dvc exp run`; mode --queue for DVC's queue (`dvc queue start -j N` on more workers)."""
     # no --force: for `exp run` it also means "reproduce unchanged stages", which would redo the shared ones
-    cmd = [_bin("dvc"), "exp", "run", mode, "--name", run.name]
-    for k, v in sorted(run.overrides.items()):
-        # ++ (hydra's add-or-override): plain `-S k=v` fails when params.yaml does not list k (a default)
-        cmd += ["-S", f"++{k}={_set_value(v)}"]
-    return cmd + [target]
+    return [_bin("dvc"), "exp", "run", mode, "--name", run.name, *_set_args(run.overrides), target]
 
 
 @contextlib.contextmanager
@@ -163,14 +206,13 @@ def collect(root: Path, run: Run, label: str, rounds: int, rev: str, wall_s: flo
     return build_record(run, label, scores, rm, exp)
 
 
-def _execute(root: Path, run: Run, target: str, threads: int | None, log_dir: Path) -> float:
+def _execute(root: Path, name: str, cmd: list[str], threads: int | None, log_dir: Path) -> float:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    log = log_dir / f"{run.name}.log"
+    log = log_dir / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = exp_command(run, target)
-    _drop_stale_experiment(root, run.name, env)
+    _drop_stale_experiment(root, name, env)
     t0 = time.monotonic()
     with log.open("w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
@@ -178,7 +220,7 @@ def _execute(root: Path, run: Run, target: str, threads: int | None, log_dir: Pa
         proc = subprocess.run(cmd, cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = log.read_text()[-1500:]
-        raise StudyError(f"{run.name}: `{' '.join(cmd[1:4])} ...` exited {proc.returncode}; log {log}:\n{tail}")
+        raise StudyError(f"{name}: `{' '.join(cmd[1:4])} ...` exited {proc.returncode}; log {log}:\n{tail}")
     return time.monotonic() - t0
 
 
@@ -210,7 +252,7 @@ def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | 
             echo(f"study: {run.name} collected from finished experiment {rev[:10]}")
         else:
             echo(f"study: {run.name} started")
-            wall = _execute(root, run, st.target, threads, log_dir)
+            wall = _execute(root, run.name, exp_command(run, st.target), threads, log_dir)
             rev = _experiment_rev(root, run.name)
         rec = collect(root, run, st.variants[run.variant].label, st.rounds, rev, wall)
         write_json(record_path(out, run), rec)
@@ -222,6 +264,11 @@ def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | 
     if todo:
         # a failing run does not stop the others (their records are kept); all failures are raised at the end
         with planned_rounds(root, params, st.rounds, replan), ThreadPoolExecutor(jobs) as pool:
+            shared = shared_command(params)
+            if shared:
+                echo(f"study: shared stages ({', '.join(st.shared)}) computed once, every core")
+                wall = _execute(root, SHARED_RUN, shared, None, log_dir)
+                echo(f"study: shared stages ready ({wall:.0f} s)")
             futures = [(r, pool.submit(one, r)) for r in todo]
             for r, f in futures:
                 try:
@@ -244,5 +291,7 @@ def queue_commands(params: Params, root: Path = Path(".")) -> list[str]:
     import shlex
 
     out = Path(root) / params.study.out
-    return [" ".join(shlex.quote(c) for c in ["dvc", *exp_command(r, params.study.target, "--queue")[1:]])
-            for r in plan_runs(params) if not is_done(out, r)]
+    missing = [exp_command(r, params.study.target, "--queue") for r in plan_runs(params) if not is_done(out, r)]
+    shared = shared_command(params) if missing else None
+    # the pinned shared stages first, in this process with every core; the queued runs restore them
+    return [" ".join(shlex.quote(c) for c in ["dvc", *cmd[1:]]) for cmd in ([shared] if shared else []) + missing]
