@@ -333,3 +333,18 @@ def test_lr_sweep_points_get_their_own_table_and_the_better_lr_is_picked(tmp_pat
     run_aggregate(p, tmp_path)
     md = (tmp_path / "reports/study/aggregate.md").read_text()
     assert "| w/o anchor, lr 1e-4 | 0 1 2 |" in md.split("## Learning-rate sweep")[0]
+
+
+def test_the_study_best_preset_is_exactly_the_study_run_it_names():
+    """configs/shapeland-study-best.yaml applied to params.yaml = the study's `none` run (lr 5e-5, 5 rounds) on the
+    study's pinned theta_0 and scorer: same effective params hash as the recorded run."""
+    from pathlib import Path
+
+    from seppo.params_edit import merge, read_mapping
+
+    params = parse_params(read_mapping(Path("params.yaml")))
+    preset = parse_params(merge(read_mapping(Path("params.yaml")), read_mapping(Path("configs/shapeland-study-best.yaml"))))
+    run = next(r for r in plan_runs(params) if r.name == "none__seed0")
+    assert effective_hash(preset, {}) == run.params_hash
+    # without the pins it would be a different run (the default's cheaper theta_0)
+    assert effective_hash(preset, {"base_model.unet_attention_heads": 2}) != run.params_hash
