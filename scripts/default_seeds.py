@@ -6,7 +6,7 @@ Seed 0 is read from the workspace (`dvc repro` must be up to date); every other 
 experiment (`dvc exp run --temp --name default__seed<k> -S train.seed=<k>`: the shared stages, theta_0
 included, are restored from the cache; the rounds and the evaluation run again) unless an experiment of
 that name exists. Prints per-seed means and the two-level bootstrap CI (training seeds, then prompts) of
-every checkpoint and of its paired difference against theta_0, the study's statistics.
+every checkpoint and of its paired difference against theta_0 (seeds x prompts, crossed: the study's statistics).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
             raise SystemExit(f"{ckpt}: the seeds evaluated different prompts")
         mats[ckpt] = np.stack([r.to_numpy() for r in rows])
     print(f"{args.metric}: training seeds {args.seeds}, {mats['base'].shape[1]} prompts; 95% two-level bootstrap "
-          f"(seeds, then prompts), {args.n_boot} resamples")
+          f"(seeds x prompts, crossed), {args.n_boot} resamples")
     for ckpt, x in mats.items():
         e = two_level_bootstrap(x, args.n_boot, 0)
         line = f"{ckpt:>9}: {e.mean:.3f} [{e.lo:.3f}, {e.hi:.3f}]  per seed " + " / ".join(f"{m:.3f}" for m in x.mean(1))

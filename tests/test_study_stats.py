@@ -40,6 +40,24 @@ def test_seed_level_variance_widens_the_ci_against_one_level():
     assert e.lo < e.mean < e.hi and lo1 < x.mean() < hi1
 
 
+def test_prompt_effects_shared_by_every_seed_are_not_divided_by_the_seed_count():
+    """Seeds and prompts are crossed: the same prompts' difficulty recurs in every seed. Three seeds that agree
+    exactly carry no more information about the prompts than one, so the CI must be as wide as one seed's
+    (resampling prompts anew within each seed, the nested scheme used before, gave one sqrt(3) narrower)."""
+    rng = np.random.default_rng(3)
+    prompts = rng.normal(0.5, 0.2, 64)
+    three = np.tile(prompts, (3, 1))
+    one = two_level_bootstrap(prompts[None, :], B, 0)
+    e = two_level_bootstrap(three, B, 0)
+    assert e.hi - e.lo == pytest.approx(one.hi - one.lo, rel=0.1)
+    lo1, hi1 = prompt_only_ci(three, B, 0)
+    assert e.hi - e.lo == pytest.approx(hi1 - lo1, rel=0.1)
+    # the nested scheme's width, for the record: what the fix removes
+    nested = np.random.default_rng(0)
+    draws = [three[nested.integers(0, 3, 3)[:, None], nested.integers(0, 64, (3, 64))].mean() for _ in range(B)]
+    assert np.subtract(*np.quantile(draws, [0.975, 0.025])) < 0.7 * (e.hi - e.lo)
+
+
 def test_one_seed_two_level_matches_scipy_one_level():
     x = np.random.default_rng(3).normal(0, 1, (1, 200))
     e = two_level_bootstrap(x, 4000, 0)

@@ -316,8 +316,8 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
     md = ["# Ablation study (`seppo study`)", "",
           f"{len(records)} runs; {st.rounds} rounds; training seeds {st.seeds} (train.seed: data order, noise, "
           "timesteps, reference selection; world, base model and evaluation set shared). Mean over seeds and "
-          f"prompts; 95% CIs from a two-level bootstrap ({st.n_boot} resamples: seeds, then prompts within "
-          "each); differences paired on seed and prompt.",
+          f"prompts; 95% CIs from a two-level bootstrap ({st.n_boot} resamples of the seeds and, crossed with them, "
+          "of the prompts every seed was evaluated on); differences paired on seed and prompt.",
           "", "Overrides of every trained variant (the study's cost reductions): "
           + (", ".join(f"`{k}={v}`" for k, v in sorted(st.common.items())) or "none") + ".", ""]
     sweep = lr_sweep(params, records)
