@@ -294,6 +294,12 @@ def test_print_queue_lists_only_the_missing_runs(tmp_path):
     assert queue_commands(p, tmp_path) == [
         "dvc exp run --queue --name sign__seed1 -S ++train.criterion=sign -S ++train.lr=0.0003 "
         "-S ++train.rounds=2 -S ++train.seed=1 evaluate"]
+    # a pinned theta_0 recipe: its stages are computed first, with every core, and every queued run carries the pins
+    d = json.loads(json.dumps(STUDY))
+    d["study"]["shared"] = {"base_model.unet_attention_heads": 8}
+    lines = queue_commands(parse_params(d), tmp_path)
+    assert lines[0].startswith("dvc exp run --temp --name study-shared -S ++base_model.unet_attention_heads=8 world ")
+    assert len(lines) == 1 + 5 and all("++base_model.unet_attention_heads=8" in x for x in lines[1:])
 
 
 def test_experiment_found_after_the_repository_moved_on(tmp_path):
