@@ -754,7 +754,8 @@ STUDY_SHARED_SECTIONS = ("base_model", "scorer_model")  # sections study.shared 
 
 
 def variant_params(params: Params, variant: StudyVariant, seed: int, rounds: int) -> dict[str, Any]:
-    """The dotted train.* overrides of one study run: the variant's, its lr, the seed and the rounds."""
+    """The dotted overrides of one study run: study.shared's pins, study.common, the variant's train.* keys,
+    its lr, the seed and the rounds (later ones win)."""
     over = dict(params.study.shared) | dict(params.study.common) | dict(variant.overrides)
     if variant.lr is not None:
         over["train.lr"] = variant.lr
@@ -777,7 +778,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 def _check_variants(params: Params, source: str) -> None:
-    """Every trained variant's overrides (study.common, then its own) applied to the params must validate,
+    """Every trained variant's overrides (study.shared, study.common, then its own) applied to the params must validate,
     or fail with the dotted key."""
     base = params.model_dump(exclude={"study"})
     rule = (f"may override only train.* keys other than {', '.join(STUDY_OWNED)} (shared stages, the evaluation "

@@ -320,6 +320,9 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
           "of the prompts every seed was evaluated on); differences paired on seed and prompt.",
           "", "Overrides of every trained variant (the study's cost reductions): "
           + (", ".join(f"`{k}={v}`" for k, v in sorted(st.common.items())) or "none") + ".", ""]
+    if st.shared:
+        md += ["The shared stages' recipe every run pinned (`study.shared`; the default pipeline's may differ): "
+               + ", ".join(f"`{k}={v}`" for k, v in sorted(st.shared.items())) + ".", ""]
     sweep = lr_sweep(params, records)
     if not sweep.empty:
         with atomic_path(out / "lr_sweep.csv") as tmp:
