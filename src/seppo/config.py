@@ -172,7 +172,7 @@ class BaseModelConfig(_Section):
     unet_layers_per_block: int = Field(1, ge=1, description="UNet layers per block.")
     unet_attention_heads: int = Field(
         2, ge=1, description="Attention heads of every UNet transformer block (diffusers' `attention_head_dim`, "
-        "which UNet2DConditionModel reads as the head count). 2 (head widths 16 / 32): 14% less pretraining time "
+        "which UNet2DConditionModel reads as the head count). 2 (head widths 16 / 32): 13% less pretraining time "
         "than 8 at equal quality on this CPU (docs/world.md); the study's theta_0 has 8 (study.shared).")
     unet_steps: int = Field(3000, ge=1, description="Optimizer steps of UNet pretraining.")
     unet_lr: float = Field(1e-3, gt=0.0, description="UNet peak learning rate (AdamW, cosine).")
