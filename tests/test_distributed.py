@@ -1,5 +1,6 @@
 """Two CPU processes (DDP over gloo) equal one process with the same effective batch."""
 
+import json
 import os
 import subprocess
 import sys
@@ -87,6 +88,8 @@ def test_reference_samples_split_across_two_processes_equal_one(project, tmp_pat
     assert a.shape == b.shape and a.shape[0] == 12
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)  # per-sample seeds: the split does not matter
     assert not list((two / "data/refsamples").glob("*.tmp*"))  # only the main process wrote
+    # the work was split (on CPUs accelerate needs cpu=True to see the processes; without it each did it all)
+    assert json.loads(Layout(two).refsamples_timing(1).read_text())["processes"] == 2
 
 
 def test_evaluation_images_split_across_two_processes_equal_one(tiny_pipeline_dir, tmp_path):
@@ -103,7 +106,9 @@ def test_evaluation_images_split_across_two_processes_equal_one(tiny_pipeline_di
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": ev}))
     run_eval_generate(EvaluateConfig(**ev), tiny_pipeline_dir, "one", tmp_path / "one")
     _torchrun(["eval-generate", "--checkpoint", str(tiny_pipeline_dir), "--name", "two", "--out",
-               str(tmp_path / "two"), "--params", str(tmp_path / "params.yaml")], 29542)
+               str(tmp_path / "two"), "--timing", str(tmp_path / "two.json"), "--params", str(tmp_path / "params.yaml")],
+              29542)
+    assert json.loads((tmp_path / "two.json").read_text())["processes"] == 2  # split, not done twice
     a = pd.read_parquet(tmp_path / "one/images.parquet")
     b = pd.read_parquet(tmp_path / "two/images.parquet")
     assert len(a) == len(b) == 10
@@ -111,3 +116,37 @@ def test_evaluation_images_split_across_two_processes_equal_one(tiny_pipeline_di
     ia = np.stack([decode_png(x) for x in a.png]).astype(int)
     ib = np.stack([decode_png(x) for x in b.png]).astype(int)
     assert np.abs(ia - ib).max() <= 1  # rounding to uint8 may flip one level, nothing more
+
+
+def test_evaluation_clips_split_across_two_processes_equal_one(tmp_path):
+    """The video evaluation's clips: each has its own seed, so two processes write what one writes."""
+    import numpy as np
+    import pandas as pd
+
+    from seppo.config import VideoConfig
+    from seppo.evaluation.video_generate import decode_strip, run_video_eval_generate
+    from seppo.models.video_pipeline import load_video_pipeline
+
+    from .dummy import save_dummy_motion_adapter, save_dummy_pipeline
+
+    ckpt = tmp_path / "ckpt"
+    load_video_pipeline(save_dummy_pipeline(tmp_path / "base"), save_dummy_motion_adapter(tmp_path / "ad")) \
+        .save_pretrained(ckpt, safe_serialization=True)
+    pd.DataFrame({"prompt_id": [f"eval-{i:04d}" for i in range(3)],
+                  "caption": [f"a red circle {i}" for i in range(3)], "split": ["eval"] * 3}) \
+        .to_parquet(tmp_path / "prompts.parquet", index=False)
+    video = {"prompts": str(tmp_path / "prompts.parquet"), "frames": 4, "eval_prompts": 3, "eval_seeds": [0, 1],
+             "sampling": {"sampler": "ddim", "steps": 2, "guidance": 3.0}, "batch_size": 2}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"video": video, "video_world": {"frames": 4}}))
+    run_video_eval_generate(VideoConfig(**video), ckpt, "one", tmp_path / "one")
+    _torchrun(["video-eval-generate", "--checkpoint", str(ckpt), "--name", "two", "--out", str(tmp_path / "two"),
+               "--timing", str(tmp_path / "two.json"), "--params", str(tmp_path / "params.yaml")], 29543)
+    a = pd.read_parquet(tmp_path / "one/clips.parquet")
+    b = pd.read_parquet(tmp_path / "two/clips.parquet")
+    assert len(a) == len(b) == 6
+    assert a[["prompt_id", "seed", "sample_seed"]].equals(b[["prompt_id", "seed", "sample_seed"]])
+    ca = np.stack([decode_strip(x, 4) for x in a.png]).astype(int)
+    cb = np.stack([decode_strip(x, 4) for x in b.png]).astype(int)
+    assert ca.std() > 0 and np.abs(ca - cb).max() <= 1  # rounding to uint8 may flip one level, nothing more
+    assert json.loads((tmp_path / "two.json").read_text())["processes"] == 2  # split, not done twice
+    assert not list(tmp_path.glob("*.tmp*"))  # only the main process wrote

@@ -161,4 +161,9 @@ def test_the_paper_video_preset_plans_no_embedded_world_and_launches_on_gpus(tmp
     assert "video_world" not in g and "data/video_world/web" not in g["video_base"]["deps"]
     assert g["video_ingest"]["deps"][0] == "/data/chronomagic/train"  # the mirror is the ingest's dep
     assert g["video_train_7"]["cmd"].startswith("accelerate launch --config_file configs/accelerate/multi_gpu.yaml")
+    # the clips of every checkpoint are split over the evaluation's processes
+    assert g["video_eval_sft_round_7"]["cmd"] == ("accelerate launch --config_file configs/accelerate/multi_gpu.yaml "
+                                                  "-m seppo.cli video-eval-generate --checkpoint "
+                                                  "models/video_sft_round_7 --name sft_round_7")
+    assert "distributed.py" in " ".join(g["video_eval_base"]["deps"])
     assert p.video.frames == 16 and p.video.sample_frames == "uniform" and p.video.trainable == "motion"

@@ -19,9 +19,13 @@ def process_state():
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1, True
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    state = PartialState()
+    # Without cpu=True, PartialState on a machine without CUDA reports ONE process under torchrun (each process
+    # then does all the work): processes on CPUs are accelerate's MULTI_CPU, as the trainer's Accelerator sees them
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
     return state.process_index, state.num_processes, state.is_main_process
 
 

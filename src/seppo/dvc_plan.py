@@ -238,6 +238,9 @@ def build_video(params: Params) -> dict:
                           "params": _params("video_cache", params), "outs": ["data/video_cache"],
                           "metrics": _timed("reports/metrics/video_cache.json")})
     evals = [("base", VIDEO_BASE)]
+    # clips split across the evaluation's processes, as the image evaluation's images
+    eval_launch = (f"accelerate launch --config_file {params.evaluate.accelerate_config} -m seppo.cli"
+                   if params.evaluate.accelerate_config else "seppo")
     for arm in v.arms:
         lay = video_layout(arm)
         for k in range(1, K + 1):
@@ -263,7 +266,7 @@ def build_video(params: Params) -> dict:
             evals.append((_video_name(arm, k), str(lay.checkpoint(k))))
     for name, ckpt in evals:
         stage(f"video_eval_{name}", {
-            "cmd": f"seppo video-eval-generate --checkpoint {ckpt} --name {name}",
+            "cmd": f"{eval_launch} video-eval-generate --checkpoint {ckpt} --name {name}",
             "deps": [ckpt, *_local_dir(v.prompts), *_code("video_eval_generate")],
             "params": _params("video_eval_generate", params), "outs": [f"data/video_eval/{name}"],
             "metrics": _metrics(f"reports/metrics/timing/video_eval_{name}.json")})

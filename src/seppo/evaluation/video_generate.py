@@ -95,9 +95,14 @@ def load_video_prompts(cfg: VideoConfig) -> pd.DataFrame:
 
 def run_video_eval_generate(cfg: VideoConfig, checkpoint: Path, name: str, out: Path,
                             timing: Path | None = None) -> dict:
-    """Clips of one video checkpoint (an AnimateDiffPipeline folder) for every (eval prompt, seed)."""
+    """Clips of one video checkpoint (an AnimateDiffPipeline folder) for every (eval prompt, seed); launched on P
+    processes (`evaluate.accelerate_config`), each generates every P-th clip and the main process writes them all
+    (each clip has its own seed, so P does not change them)."""
     import torch
 
+    from ..distributed import process_state, split_map
+
+    rank, world, main = process_state()
     checkpoint = Path(checkpoint)
     prompts = load_video_prompts(cfg)
     rows = [(pid, p, s) for s in cfg.eval_seeds for pid, p in zip(prompts.prompt_id, prompts.prompt)]
@@ -106,12 +111,15 @@ def run_video_eval_generate(cfg: VideoConfig, checkpoint: Path, name: str, out: 
         raise VideoEvalError(f"{checkpoint}: a {type(pipe).__name__} folder, not a video checkpoint "
                              "(an AnimateDiffPipeline folder)")
     if torch.cuda.is_available():
-        pipe.to("cuda", torch.float16)
+        pipe.to(f"cuda:{rank % torch.cuda.device_count()}", torch.float16)
     s = cfg.sampling
     t0 = time.perf_counter()
-    clips = generate_clips(pipe, [r[1] for r in rows], [r[2] for r in rows], s, cfg.frames, cfg.batch_size,
-                           progress=f"video-eval-generate {name}")
+    clips = split_map(len(rows), lambda idx: generate_clips(
+        pipe, [rows[i][1] for i in idx], [rows[i][2] for i in idx], s, cfg.frames, cfg.batch_size,
+        progress=f"video-eval-generate {name}"), np.stack)
     seconds = time.perf_counter() - t0
+    if not main:
+        return {"process": rank, "clips": len(range(rank, len(rows), world))}
     revision = {}
     prov = checkpoint / "seppo_round.json"
     if prov.exists():  # a trained round names its round, loss and reference checkpoint
@@ -127,7 +135,7 @@ def run_video_eval_generate(cfg: VideoConfig, checkpoint: Path, name: str, out: 
             "sample_seed": [prompt_seed(r[1], r[2]) for r in rows], "png": [encode_strip(c) for c in clips],
         }).to_parquet(tmp / "clips.parquet", index=False)
         write_json(tmp / "settings.json", settings)
-    figures = {"clips": len(rows), "seconds": round(seconds, 2),
+    figures = {"clips": len(rows), "processes": world, "seconds": round(seconds, 2),
                "clips_per_s": round(len(rows) / seconds, 3) if seconds > 0 else None}
     if timing is not None:
         write_json(timing, figures)
