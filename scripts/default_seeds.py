@@ -3,59 +3,41 @@
     python scripts/default_seeds.py --seeds 0 1 2 [--metric shapeland_utility]
 
 Seed 0 is read from the workspace (`dvc repro` must be up to date); every other seed runs as a DVC
-experiment (`dvc exp run --temp --name default__seed<k> -S train.seed=<k>`: the shared stages, theta_0
-included, are restored from the cache; the rounds and the evaluation run again) unless an experiment of
-that name exists. Prints per-seed means and the two-level bootstrap CI (training seeds, then prompts) of
-every checkpoint and of its paired difference against theta_0 (seeds x prompts, crossed: the study's statistics).
+experiment `default__seed<k>` through the study's own machinery (`dvc exp run --temp ... -S ++train.seed=<k>
+evaluate`: the shared stages, theta_0 included, come from the cache; the rounds and the evaluation run again),
+unless a finished experiment of that name was made with the same params. Prints per-seed means and the
+two-level bootstrap CI (seeds x prompts, crossed: the study's statistics) of every checkpoint and of its
+paired difference against theta_0.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from seppo.config import load_params
+from seppo.study.records import Run, build_record, effective_hash, per_prompt_matrix
+from seppo.study.runner import collect, exp_command, finished_experiment
 from seppo.study.stats import paired_difference, two_level_bootstrap
 
-SCORES = "reports/eval/scores.parquet"
+ROOT = Path(".")
 
 
-def _dvc() -> str:
-    cand = Path(sys.executable).parent / "dvc"
-    return str(cand) if cand.exists() else "dvc"
-
-
-def _exp_rev(name: str) -> str | None:
-    out = subprocess.run([_dvc(), "exp", "show", "--json", "--no-pager"], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"dvc exp show failed: {out.stderr}")
-    import json
-
-    for base in json.loads(out.stdout or "[]"):
-        for exp in base.get("experiments") or []:
-            if exp.get("name") == name:
-                return exp["revs"][0]["rev"]
-    return None
-
-
-def scores_of(seed: int) -> pd.DataFrame:
-    if seed == 0:
-        return pd.read_parquet(SCORES)
-    name = f"default__seed{seed}"
-    rev = _exp_rev(name)
+def record_of(params, seed: int) -> dict:
+    over = {"train.seed": seed}
+    run = Run("default", seed, over, effective_hash(params, over))
+    if seed == params.train.seed:
+        return build_record(run, "default", pd.read_parquet(ROOT / "reports/eval/scores.parquet"), {}, {})
+    rev = finished_experiment(ROOT, run)
     if rev is None:
-        cmd = [_dvc(), "exp", "run", "--temp", "--name", name, "-S", f"train.seed={seed}"]
+        cmd = exp_command(run, "evaluate")
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-        rev = _exp_rev(name)
-    raw = subprocess.run(["git", "show", f"{rev}:{SCORES}"], capture_output=True, check=True).stdout
-    return pd.read_parquet(io.BytesIO(raw))
+        rev = finished_experiment(ROOT, run)
+    return collect(ROOT, run, "default", params.train.rounds, rev, None)
 
 
 def main() -> None:
@@ -64,26 +46,19 @@ def main() -> None:
     ap.add_argument("--metric", default="shapeland_utility")
     ap.add_argument("--n-boot", type=int, default=2000)
     args = ap.parse_args()
-    if load_params().train.seed != 0:
-        raise SystemExit("params.yaml's train.seed must be 0: seed 0 is read from the workspace")
-    per_seed = {s: scores_of(s) for s in args.seeds}
-    mats: dict[str, np.ndarray] = {}
-    for ckpt in per_seed[args.seeds[0]]["checkpoint"].unique():
-        rows = []
-        for s in args.seeds:
-            d = per_seed[s]
-            d = d[(d.metric == args.metric) & (d.checkpoint == ckpt)]
-            rows.append(d.groupby("prompt_id")["value"].mean().sort_index())  # mean over sampling seeds
-        if any(not r.index.equals(rows[0].index) for r in rows):
-            raise SystemExit(f"{ckpt}: the seeds evaluated different prompts")
-        mats[ckpt] = np.stack([r.to_numpy() for r in rows])
-    print(f"{args.metric}: training seeds {args.seeds}, {mats['base'].shape[1]} prompts; 95% two-level bootstrap "
+    params = load_params(ROOT / "params.yaml")
+    if params.train.seed not in args.seeds:
+        raise SystemExit(f"--seeds must include params.yaml's train.seed ({params.train.seed}): it is the workspace")
+    records = [record_of(params, s) for s in args.seeds]
+    base = per_prompt_matrix(records, "base", args.metric)[1]
+    print(f"{args.metric}: training seeds {args.seeds}, {base.shape[1]} prompts; 95% two-level bootstrap "
           f"(seeds x prompts, crossed), {args.n_boot} resamples")
-    for ckpt, x in mats.items():
+    for ckpt in records[0]["checkpoints"]:
+        x = per_prompt_matrix(records, ckpt, args.metric)[1]
         e = two_level_bootstrap(x, args.n_boot, 0)
         line = f"{ckpt:>9}: {e.mean:.3f} [{e.lo:.3f}, {e.hi:.3f}]  per seed " + " / ".join(f"{m:.3f}" for m in x.mean(1))
         if ckpt != "base":
-            d = paired_difference(x, mats["base"], args.n_boot, 0)
+            d = paired_difference(x, base, args.n_boot, 0)
             line += f"  vs base {d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]"
         print(line)
 

@@ -42,6 +42,11 @@ def _code(stage: str) -> list[str]:
     return dep_paths(command_modules(stage))
 
 
+def _launcher(accelerate_config: str | None) -> str:
+    """How a stage that can run on several processes is started: `accelerate launch` with the config, or plain."""
+    return f"accelerate launch --config_file {accelerate_config} -m seppo.cli" if accelerate_config else "seppo"
+
+
 def _ckpt(k: int) -> str:
     return "models/base" if k == 0 else f"models/round_{k}"
 
@@ -117,8 +122,7 @@ def build(params: Params) -> dict:
         st[f"select_{k}"] = {
             "cmd": f"seppo select --round {k}", "deps": bank + _code("select"),
             "params": _params("select", params), "outs": [{f"runs/round_{k}/reference.json": dict(NOT_CACHED)}]}
-        launch = (f"accelerate launch --config_file {params.train.accelerate_config} -m seppo.cli"
-                  if params.train.accelerate_config else "seppo")
+        launch = _launcher(params.train.accelerate_config)
         st[f"refsamples_{k}"] = {
             "cmd": f"{launch} refsamples --round {k}",
             "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *_code("refsamples")],
@@ -132,8 +136,7 @@ def build(params: Params) -> dict:
             "outs": [_ckpt(k), {f"runs/round_{k}/live": dict(NOT_CACHED)}],
             "metrics": _timed(f"reports/metrics/round_{k}.json")}
     names = ["base"] + [f"round_{k}" for k in range(1, K + 1)]
-    eval_launch = (f"accelerate launch --config_file {params.evaluate.accelerate_config} -m seppo.cli"
-                   if params.evaluate.accelerate_config else "seppo")
+    eval_launch = _launcher(params.evaluate.accelerate_config)
     for k, name in enumerate(names):
         st[f"eval_{name}"] = {
             "cmd": f"{eval_launch} eval-generate --checkpoint {_ckpt(k)} --name {name}",
@@ -215,7 +218,7 @@ def build_video(params: Params) -> dict:
 
     v, tcfg = params.video, video_train_config(params)
     K = tcfg.rounds
-    launch = f"accelerate launch --config_file {tcfg.accelerate_config} -m seppo.cli" if tcfg.accelerate_config else "seppo"
+    launch = _launcher(tcfg.accelerate_config)
     st: dict = {}
 
     def stage(name: str, body: dict) -> None:
@@ -238,9 +241,7 @@ def build_video(params: Params) -> dict:
                           "params": _params("video_cache", params), "outs": ["data/video_cache"],
                           "metrics": _timed("reports/metrics/video_cache.json")})
     evals = [("base", VIDEO_BASE)]
-    # clips split across the evaluation's processes, as the image evaluation's images
-    eval_launch = (f"accelerate launch --config_file {params.evaluate.accelerate_config} -m seppo.cli"
-                   if params.evaluate.accelerate_config else "seppo")
+    eval_launch = _launcher(params.evaluate.accelerate_config)  # clips split as the image evaluation's images
     for arm in v.arms:
         lay = video_layout(arm)
         for k in range(1, K + 1):

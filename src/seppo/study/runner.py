@@ -83,12 +83,12 @@ def shared_stages(params: Params) -> list[str]:
         if name not in graph:
             graph.add(name)
             todo += sorted(parents(name))
-    shared: set[str] = set()
-    for name in sorted(graph, key=lambda n: list(stages).index(n)):  # dvc.yaml lists upstream stages first
+    shared: list[str] = []
+    for name in (n for n in stages if n in graph):  # dvc.yaml lists upstream stages first
         if not any(str(k).split(".")[0] == "train" for k in stages[name].get("params", [])) \
-                and parents(name) <= shared:
-            shared.add(name)
-    return [n for n in stages if n in shared]
+                and parents(name) <= set(shared):
+            shared.append(name)
+    return shared
 
 
 def _set_args(overrides: dict[str, Any]) -> list[str]:
