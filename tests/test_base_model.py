@@ -58,6 +58,30 @@ def test_pretraining_is_reproducible(pipeline_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_for_loop_adamw_rebuilds_the_legacy_recipe_bit_for_bit(pipeline_run, tmp_path, monkeypatch):
+    """adamw_impl: for-loop (study.shared's pin) must compute what the code did before the param existed:
+    torch's default AdamW and a per-tensor EMA loop; the default 'fused' is the same recipe, rounded otherwise."""
+    import torch
+    from safetensors.torch import load_file
+
+    import seppo.models.pretrain as pretrain
+
+    root, _ = pipeline_run
+    legacy_cfg = TINY.model_copy(update={"adamw_impl": "for-loop"})
+    run_base_model(legacy_cfg, root / "data/world/web", tmp_path / "ours", tmp_path / "m1.json")
+    with monkeypatch.context() as m:  # the code before 2026-11-26
+        m.setattr(pretrain, "adamw", lambda params, lr, wd, impl: torch.optim.AdamW(params, lr=lr, weight_decay=wd))
+        m.setattr(torch, "_foreach_lerp_", lambda es, ps, w: [e.lerp_(p, w) for e, p in zip(es, ps)])
+        run_base_model(legacy_cfg, root / "data/world/web", tmp_path / "legacy", tmp_path / "m2.json")
+    for part in ("unet", "vae"):
+        a = load_file(next((tmp_path / "ours" / part).glob("*.safetensors")))
+        b = load_file(next((tmp_path / "legacy" / part).glob("*.safetensors")))
+        c = load_file(next((root / "models/base" / part).glob("*.safetensors")))  # TINY: fused
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert all(torch.allclose(a[k], c[k], atol=1e-3) for k in a)
+
+
+@pytest.mark.slow
 def test_base_samples_writes_grid_table_and_metrics(pipeline_run):
     root, _ = pipeline_run
     cfg = BaseSamplesConfig(prompts=3, seeds=[0, 1], grid_prompts=3,

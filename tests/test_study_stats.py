@@ -255,7 +255,7 @@ def test_shared_pins_reach_every_run_and_its_hash_and_are_validated():
     legacy = plan_runs(parse_params({**STUDY, "base_model": {"unet_attention_heads": 8}}))
     cheap = plan_runs(parse_params({**STUDY, "base_model": {"unet_attention_heads": 2}}))
     from seppo.study.records import LEGACY_VALUES
-    assert LEGACY_VALUES == {("base_model", "unet_attention_heads"): 8}
+    assert LEGACY_VALUES[("base_model", "unet_attention_heads")] == 8
     assert len({r.params_hash for r in legacy} & {r.params_hash for r in cheap}) == 0
     d["study"]["shared"] = {"train.lr": 1e-4, "evaluate.seeds": [0]}
     with pytest.raises(ConfigError) as err:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import ScorerModelConfig
 from ..io_utils import atomic_dir, timing_path, write_json
+from ..optim import adamw
 from ..progress import progress
 from ..seeding import unit_interval
 
@@ -144,10 +145,10 @@ def preference_loss(s_w, s_l):
     return -F.logsigmoid(s_w - s_l).mean()
 
 
-def _optimizer(model, lr: float, steps: int, warmup: int):
+def _optimizer(model, lr: float, steps: int, warmup: int, impl: str):
     import torch
 
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    opt = adamw(model.parameters(), lr, 0.1, impl)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: min(1.0, (i + 1) / max(warmup, 1)) * 0.5 * (1 + np.cos(np.pi * min(i / steps, 1.0))))
     return opt, sched
@@ -213,7 +214,7 @@ def run_scorer_model(cfg: ScorerModelConfig, image_size: int, web_dir: Path, ing
         tr = _Trainer(cfg, model, processor.tokenizer)
 
         bar = progress(cfg.contrastive_steps + cfg.preference_steps, "scorer-model", unit="step")
-        opt, sched = _optimizer(model, cfg.contrastive_lr, cfg.contrastive_steps, cfg.warmup_steps)
+        opt, sched = _optimizer(model, cfg.contrastive_lr, cfg.contrastive_steps, cfg.warmup_steps, cfg.adamw_impl)
         c_losses = []
         for _ in range(cfg.contrastive_steps):
             idx = np.sort(rng.choice(len(web_captions), cfg.contrastive_batch, replace=False))
@@ -228,7 +229,7 @@ def run_scorer_model(cfg: ScorerModelConfig, image_size: int, web_dir: Path, ing
         before = pair_scores(tr, ev_caps, ev_w, ev_l)
 
         train_idx = np.flatnonzero(~held)
-        opt, sched = _optimizer(model, cfg.preference_lr, cfg.preference_steps, cfg.warmup_steps)
+        opt, sched = _optimizer(model, cfg.preference_lr, cfg.preference_steps, cfg.warmup_steps, cfg.adamw_impl)
         p_losses = []
         for _ in range(cfg.preference_steps):
             idx = rng.choice(train_idx, min(cfg.preference_batch, len(train_idx)), replace=False)

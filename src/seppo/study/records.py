@@ -43,7 +43,11 @@ NOT_HASHED = {"study", "orchestration", "video_world", "video_base", "video"}
 
 # params added after recorded runs, with the value the code had fixed before they existed: left out of the hash
 # at that value (a run with it computed exactly what the recorded runs computed), hashed at any other
-LEGACY_VALUES: dict[tuple[str, str], Any] = {("base_model", "unet_attention_heads"): 8}
+LEGACY_VALUES: dict[tuple[str, str], Any] = {
+    ("base_model", "unet_attention_heads"): 8,
+    ("base_model", "adamw_impl"): "for-loop",
+    ("scorer_model", "adamw_impl"): "for-loop",
+}
 
 
 def effective_hash(params: Params, overrides: dict[str, Any]) -> str:
