@@ -50,6 +50,18 @@ LEGACY_VALUES: dict[tuple[str, str], Any] = {
 }
 
 
+def with_legacy_values(data: dict) -> dict:
+    """Raw params (e.g. an older experiment's params.yaml) with every LEGACY_VALUES knob they lack set to its
+    legacy value: params written before a knob existed ran with the value the code fixed, not today's default."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (section, key), legacy in LEGACY_VALUES.items():
+        if out.get(section) is None:
+            out[section] = {}
+        if isinstance(out[section], dict):
+            out[section].setdefault(key, legacy)
+    return out
+
+
 def effective_hash(params: Params, overrides: dict[str, Any]) -> str:
     """sha256 of every param a run depends on (all sections but NOT_HASHED, overrides applied)."""
     data = apply_overrides(params.model_dump(exclude=NOT_HASHED), overrides)

@@ -163,7 +163,7 @@ def finished_experiment(root: Path, run: Run) -> str | None:
     """
     import yaml
 
-    from .records import effective_hash
+    from .records import effective_hash, with_legacy_values
 
     try:
         rev = _experiment_rev(root, run.name)
@@ -171,7 +171,7 @@ def finished_experiment(root: Path, run: Run) -> str | None:
         return None
     raw = _read_at(root, rev, "params.yaml")
     try:
-        made_with = parse_params(yaml.safe_load(raw or b"") or {})
+        made_with = parse_params(with_legacy_values(yaml.safe_load(raw or b"") or {}))
     except Exception:  # noqa: BLE001 - params another version of the code wrote: not this run
         return None
     return rev if effective_hash(made_with, {}) == run.params_hash else None
