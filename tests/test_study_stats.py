@@ -375,18 +375,17 @@ def test_the_study_best_preset_is_exactly_the_study_run_it_names():
 
 
 def test_params_written_before_a_knob_existed_hash_at_its_legacy_value():
-    """An experiment's params.yaml from before adamw_impl existed ran with torch's for-loop AdamW, not with
-    today's default (fused): read as today's default, a stale experiment passed for a current one."""
+    """An experiment's params.yaml from before scorer_model.adamw_impl existed ran with torch's for-loop AdamW, not
+    with today's default (fused): read with today's defaults, a stale experiment passed for a current one."""
     from seppo.study.records import effective_hash, with_legacy_values
 
-    old = json.loads(json.dumps(STUDY))
-    old.pop("scorer_model", None)
-    old["base_model"] = {"unet_steps": 800}
+    current = {**json.loads(json.dumps(STUDY)), "scorer_model": {"adamw_impl": "fused"}}
+    old = {**json.loads(json.dumps(STUDY)), "scorer_model": {"contrastive_steps": 800}}
     today = parse_params(old)
-    then = parse_params(with_legacy_values(old))
-    assert (today.base_model.adamw_impl, then.base_model.adamw_impl) == ("fused", "for-loop")
-    assert (then.scorer_model.adamw_impl, then.base_model.unet_attention_heads) == ("for-loop", 8)
-    pinned = parse_params({**old, "base_model": {"unet_steps": 800, "adamw_impl": "for-loop", "unet_attention_heads": 8},
-                           "scorer_model": {"adamw_impl": "for-loop"}})
+    then = parse_params(with_legacy_values(old, current))
+    assert (today.scorer_model.adamw_impl, then.scorer_model.adamw_impl) == ("fused", "for-loop")
+    pinned = parse_params({**old, "scorer_model": {"contrastive_steps": 800, "adamw_impl": "for-loop"}})
     assert effective_hash(then, {}) == effective_hash(pinned, {}) != effective_hash(today, {})
-    assert old["base_model"] == {"unet_steps": 800}  # the caller's dict is left as it was
+    assert old["scorer_model"] == {"contrastive_steps": 800}  # the caller's dict is left as it was
+    # a knob that neither file sets means today's default on both sides (the same era's params file)
+    assert with_legacy_values(old, {**current, "scorer_model": {}}) == old

@@ -50,14 +50,13 @@ LEGACY_VALUES: dict[tuple[str, str], Any] = {
 }
 
 
-def with_legacy_values(data: dict) -> dict:
-    """Raw params (e.g. an older experiment's params.yaml) with every LEGACY_VALUES knob they lack set to its
-    legacy value: params written before a knob existed ran with the value the code fixed, not today's default."""
+def with_legacy_values(data: dict, current: dict) -> dict:
+    """Raw params of an earlier run (e.g. an experiment's params.yaml) with the LEGACY_VALUES knobs it lacks but the
+    current raw params set: such a run predates the knob and ran with the value the code fixed, not today's default.
+    A knob both lack means today's default on both sides (the same params file, as the study's runs write it)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for (section, key), legacy in LEGACY_VALUES.items():
-        if out.get(section) is None:
-            out[section] = {}
-        if isinstance(out[section], dict):
+        if key in (current.get(section) or {}) and isinstance(out.get(section), dict):
             out[section].setdefault(key, legacy)
     return out
 

@@ -171,7 +171,8 @@ def finished_experiment(root: Path, run: Run) -> str | None:
         return None
     raw = _read_at(root, rev, "params.yaml")
     try:
-        made_with = parse_params(with_legacy_values(yaml.safe_load(raw or b"") or {}))
+        current = yaml.safe_load((root / "params.yaml").read_text()) or {}
+        made_with = parse_params(with_legacy_values(yaml.safe_load(raw or b"") or {}, current))
     except Exception:  # noqa: BLE001 - params another version of the code wrote: not this run
         return None
     return rev if effective_hash(made_with, {}) == run.params_hash else None
