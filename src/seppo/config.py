@@ -12,6 +12,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 # torch.optim.AdamW's three implementations: the same update, rounded differently (so a model's bits depend on
 # the choice). "for-loop" is torch's per-tensor Python loop (its CPU default), "fused" one kernel over all tensors.
 AdamWImpl = Literal["for-loop", "foreach", "fused"]
@@ -20,9 +23,6 @@ ADAMW_IMPL_DESCRIPTION = (
     "a VAE step 0.90-0.92x, a UNet step 0.84-1.07x that of 'for-loop': benchmarks/bench_adamw.py), 'foreach', or "
     "'for-loop' (torch's CPU default, what the code used before 2026-11-26: the study's recorded runs). Same "
     "update, other rounding.")
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
