@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DUMP_NOT_INPUT = {"train": "trainer._config_hash: identity of the resume state, not an input of theta_k"}
 # a non-constant schedule makes `train` read train.rounds, precomputed reference errors make
 # `refsamples` read training's draws and autocast (stages.conditional_reads)
-ALL_BRANCHES = parse_params({"train": {"lr_schedule": "cosine", "reference_errors": "precomputed"}})
+# `refsamples` read training's draws and autocast, criterion=reward makes it score with evaluate.models'
+# scorer (stages.conditional_reads)
+ALL_BRANCHES = parse_params({"train": {"lr_schedule": "cosine", "reference_errors": "precomputed",
+                                       "criterion": "reward"}})
 
 
 def mismatch(stage: str) -> tuple[set, set]:
@@ -47,8 +50,8 @@ def test_the_check_fails_on_an_undeclared_or_unread_key(monkeypatch):
     without_seed = tuple(k for k in stage.reads if k != "train.seed")
     monkeypatch.setitem(S.STAGES, "refsamples", S.Stage(without_seed))
     assert mismatch("refsamples") == ({"train.seed"}, set())
-    monkeypatch.setitem(S.STAGES, "refsamples", S.Stage((*stage.reads, "train.criterion")))
-    assert mismatch("refsamples") == (set(), {"train.criterion"})
+    monkeypatch.setitem(S.STAGES, "refsamples", S.Stage((*stage.reads, "train.lr")))
+    assert mismatch("refsamples") == (set(), {"train.lr"})
 
 
 def test_the_analysis_follows_calls_and_aliases():
@@ -57,7 +60,8 @@ def test_the_analysis_follows_calls_and_aliases():
     assert {"train.beta", "base_model.source"} <= reads("seppo.reports.build:run_report")
     # precompute_reference_errors is reached from run_refsamples, and reads no training-only key
     r = reads("seppo.training.reference_samples:run_refsamples")
-    assert "train.ref_batch_size" in r and not {"train.criterion", "train.lr", "train.beta"} & r
+    assert "train.ref_batch_size" in r and not {"train.lr", "train.beta", "train.oracle_margin"} & r
+    assert {"train.criterion", "train.reward_scorer"} <= r  # criterion=reward scores in this stage
 
 
 def test_criterion_reaches_only_training_and_the_report():

@@ -252,7 +252,8 @@ def refsamples(
     from .training.plan import Layout
     from .training.reference_samples import run_refsamples
 
-    _show(run_refsamples(_params(params).train, round_k, Layout(root), root / cache_dir))
+    p = _params(params)
+    _show(run_refsamples(p.train, round_k, Layout(root), root / cache_dir, p.evaluate.models.model_dump()))
 
 
 @app.command()
@@ -268,6 +269,30 @@ def train(
 
     with _exit_on(TrainingDiverged, 1):
         _show(run_train(_params(params).train, round_k, Layout(root), root / cache_dir))
+
+
+@app.command()
+def probe(
+    params: Path = PARAMS,
+    round_k: int = ROUND,
+    root: Path = ROOT,
+    policy: Path = typer.Option(..., help="Policy checkpoint (a pipeline folder, e.g. models/round_1)."),
+    reference: Path = typer.Option(None, help="Reference checkpoint; default the round's selection "
+                                   "(runs/round_k/reference.json)."),
+    draws: int = typer.Option(32, help="Independent (noise, t) draws per position (>= 2)."),
+    positions: int = typer.Option(None, help="Probe only the round's first N positions (default all)."),
+    seed: int = typer.Option(0, help="Seed of the probe's draws and of the AUC bootstrap."),
+    out: Path = typer.Option(Path("reports/probe"), help="Folder of round_k.json and round_k_positions.parquet."),
+    cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
+) -> None:
+    """The anchor's and the implicit reward's statistics at fixed checkpoints, averaged over many draws per position
+    of round k, against the embedded world's oracle (AUC with a bootstrap CI): is the statistic uninformative, or
+    does the round's drift blur it?"""
+    from .training.plan import Layout
+    from .training.probe import run_probe
+
+    _show(run_probe(_params(params).train, round_k, Layout(root), root / cache_dir, policy, reference, draws,
+                    root / out if not out.is_absolute() else out, seed, positions))
 
 
 @app.command("eval-generate")
@@ -399,12 +424,16 @@ def study(
     no_replan: bool = typer.Option(False, "--no-replan", help="Keep the project's dvc.yaml as it is."),
     print_queue: bool = typer.Option(False, "--print-queue", help="Print dvc exp run --queue lines for the "
                                      "missing runs (for dvc queue start -j N on a bigger machine); run nothing."),
+    out: Path = typer.Option(None, "--out", help="Study folder instead of study.out: one folder per theta_0, e.g. "
+                             "the runs of another machine type, whose pretraining draws another theta_0."),
 ) -> None:
     """The ablation study: variants x training seeds as DVC experiments (resumable), then the aggregate."""
     from .study.aggregate import run_aggregate
     from .study.runner import StudyError, queue_commands, run_study
 
     p = _params(params if params.is_absolute() else root / params)
+    if out is not None:
+        p = p.model_copy(update={"study": p.study.model_copy(update={"out": str(out)})})
     with _exit_on(StudyError, 1):
         if print_queue:
             for line in queue_commands(p, root):

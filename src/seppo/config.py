@@ -338,12 +338,27 @@ class TrainConfig(_Section):
     strategy: Literal["uniform", "first", "latest"] = Field(
         "uniform", description="Reference selection from the bank {theta_0..theta_{k-1}} (seppo only)."
     )
-    criterion: Literal["sign", "indicator", "none", "soft"] = Field(
-        "sign", description="Anchor criterion on the winner, gap = e_ref^w - e_pol^w: sign (the paper: s = sign(gap), "
-        "a reference sample is learned as a loser or a second winner), indicator (loser or dropped, never flipped), "
-        "none (always a loser: the paper's 'w/o AAF' ablation), soft (s = tanh(gap / (anchor_soft_c * SE)), "
-        "needs anchor_draws >= 2)."
+    criterion: Literal["sign", "indicator", "none", "soft", "oracle", "oracle_drop", "reward", "implicit"] = Field(
+        "sign", description="How s is decided per (winner, reference sample). The anchor on the winner, gap = "
+        "e_ref^w - e_pol^w: sign (the paper: s = sign(gap), a reference sample is learned as a loser or a second "
+        "winner), indicator (loser or dropped, never flipped), soft (s = tanh(gap / (anchor_soft_c * SE)), needs "
+        "anchor_draws >= 2). none: always a loser (the paper's 'w/o AAF' ablation). Criteria that read the reference "
+        "sample itself: oracle (embedded world only: s = -1 where the ground-truth utility of the reference sample "
+        "beats its winner's by more than oracle_margin, else +1: the ceiling of every anchor), oracle_drop (the same, "
+        "0 instead of -1: learn as loser or skip), reward (the same with the preference scorer reward_scorer, scored "
+        "in the refsamples stage, margin reward_margin), implicit (the policy's DPO implicit reward r(x) = "
+        "-(e_pol(x) - e_ref(x)): s = -1 where r(reference sample) > r(winner), on the loss's draw or on anchor_draws "
+        "own draws with a margin of anchor_margin_z standard errors; anchor_fallback where undecided)."
     )
+    oracle_margin: float = Field(
+        0.0, ge=0.0, description="criterion oracle / oracle_drop: flip only where u_reference > u_winner + this "
+        "(ground-truth utility units, 0-1).")
+    reward_scorer: str = Field(
+        "pickscore_x100", description="criterion reward: the preference scorer (an evaluate.scorers name, weights "
+        "from evaluate.models) that scores each decoded reference sample and its winner in the refsamples stage.")
+    reward_margin: float = Field(
+        0.0, ge=0.0, description="criterion reward: flip only where the scorer prefers the reference sample by more "
+        "than this, in the scorer's own units (pickscore_x100: x100 cosine).")
     anchor_draws: int = Field(
         0, ge=0, description="0: the anchor uses the loss's own (eps, t) draw (the paper). K >= 2: the anchor "
         "averages the gap over K further independent (eps, t) draws per winner (no gradient; costs K policy and "
@@ -428,6 +443,18 @@ class TrainConfig(_Section):
         if self.anchor_draws < 2 and (self.criterion == "soft" or self.anchor_margin_z > 0):
             what = "criterion=soft" if self.criterion == "soft" else f"anchor_margin_z={self.anchor_margin_z}"
             raise ValueError(f"{what} needs a standard error: set anchor_draws >= 2 (got {self.anchor_draws})")
+        return self
+
+    @model_validator(mode="after")
+    def _criterion_inputs(self) -> "TrainConfig":
+        if self.criterion in ("oracle", "oracle_drop") and self.oracle != "auto":
+            raise ValueError(f"criterion={self.criterion} decides from the embedded world's ground truth: it needs "
+                             "train.oracle=auto (got off)")
+        if self.criterion == "reward" and self.reward_scorer not in SCORER_NAMES:
+            raise ValueError(f"reward_scorer={self.reward_scorer!r} is not a scorer; scorers: {list(SCORER_NAMES)}")
+        if self.criterion == "implicit" and self.anchor_draws and self.reference_errors == "precomputed":
+            raise ValueError("criterion=implicit with anchor_draws >= 2 runs the reference UNet on each draw: it needs "
+                             "reference_errors=in_step")
         return self
 
     @model_validator(mode="after")

@@ -67,6 +67,20 @@ def _local_model_deps(params: Params) -> list[str]:
     return local_weight_paths(params.evaluate.scorers, params.evaluate.models.model_dump())
 
 
+def _positions_out(loss: str, path: str) -> list[str]:
+    """A preference round's per-position records (sft has no pair, so no record)."""
+    return [] if loss == "sft" else [path]
+
+
+def _reward_model_deps(params: Params) -> list[str]:
+    """criterion=reward: the scorer's weights, where a stage of this pipeline builds them, are refsamples' deps."""
+    if params.train.loss != "seppo" or params.train.criterion != "reward":
+        return []
+    from .evaluation.scorers import local_weight_paths
+
+    return local_weight_paths([params.train.reward_scorer], params.evaluate.models.model_dump())
+
+
 def ingest_source_deps(params: Params) -> list[str]:
     """What the ingest stage reads, as DVC deps: the local source itself (a folder, a file, or the
     folder a glob lives in), wherever it is, so a changed shard re-runs ingest. A Hub dataset id is
@@ -125,7 +139,8 @@ def build(params: Params) -> dict:
         launch = _launcher(params.train.accelerate_config)
         st[f"refsamples_{k}"] = {
             "cmd": f"{launch} refsamples --round {k}",
-            "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *_code("refsamples")],
+            "deps": [f"runs/round_{k}/reference.json", "data/cache", *bank, *_reward_model_deps(params),
+                     *_code("refsamples")],
             "params": _params("refsamples", params), "outs": [f"data/refsamples/round_{k}"],
             "metrics": _metrics(str(timing_path(f"reports/metrics/refsamples_{k}.json")))}
         st[f"train_{k}"] = {
@@ -133,7 +148,8 @@ def build(params: Params) -> dict:
             "deps": [f"runs/round_{k}/reference.json", f"data/refsamples/round_{k}", "data/cache", *bank,
                      *_code("train")],
             "params": _params("train", params),
-            "outs": [_ckpt(k), {f"runs/round_{k}/live": dict(NOT_CACHED)}],
+            "outs": [_ckpt(k), *_positions_out(params.train.loss, f"runs/round_{k}/positions.parquet"),
+                     {f"runs/round_{k}/live": dict(NOT_CACHED)}],
             "metrics": _timed(f"reports/metrics/round_{k}.json")}
     names = ["base"] + [f"round_{k}" for k in range(1, K + 1)]
     eval_launch = _launcher(params.evaluate.accelerate_config)
@@ -262,7 +278,8 @@ def build_video(params: Params) -> dict:
                 "cmd": f"{launch} video-train {arg}",
                 "deps": [str(lay.selection(k)), *ref, "data/video_cache", *bank, *_code("video_train")],
                 "params": _params("video_train", params),
-                "outs": [str(lay.checkpoint(k)), {str(lay.live(k)): dict(NOT_CACHED)}],
+                "outs": [str(lay.checkpoint(k)), *_positions_out(arm, str(lay.positions(k))),
+                         {str(lay.live(k)): dict(NOT_CACHED)}],
                 "metrics": _timed(str(lay.metrics(k)))})
             evals.append((_video_name(arm, k), str(lay.checkpoint(k))))
     for name, ckpt in evals:

@@ -48,7 +48,9 @@ PRECOMPUTE_READS = ("train.noise_offset", "train.anchor_draws", "train.mixed_pre
 TRAIN_PLAN_ONLY = ("rounds", "accelerate_config")
 # train keys only the refsamples / select stages read: `train` sees them through those stages' outputs
 TRAIN_UPSTREAM_ONLY = ("strategy", "ref_samples", "ref_samples_per_prompt", "ref_batch_size", "ref_sampling",
-                       "oracle")
+                       "oracle", "reward_scorer")
+# what the refsamples stage also reads under criterion=reward: it scores each reference sample and its winner
+REWARD_READS = ("train.criterion", "train.reward_scorer", "train.reward_margin", "evaluate.models")
 
 # what every video round stage reads beside train.*: the overrides (config.video_train_config)
 VIDEO_TRAIN = ("video.train_overrides",)
@@ -115,9 +117,15 @@ def conditional_reads(stage: str, params: Params) -> list[str]:
         return ["train.rounds"]  # the schedule spans all rounds: more rounds change every round's lr
     if stage == "video_train" and _video_train_config(params).lr_schedule != "constant":
         return ["train.rounds"]
+    keys: list[str] = []
     if stage in ("refsamples", "video_refsamples") and params.train.reference_errors == "precomputed":
-        return list(PRECOMPUTE_READS)
-    return []
+        keys += PRECOMPUTE_READS
+    if stage in ("refsamples", "video_refsamples") and params.train.criterion in ("oracle", "oracle_drop"):
+        keys.append("train.criterion")  # refuses data without a ground truth
+    if stage in ("refsamples", "video_refsamples") and params.train.criterion == "reward":
+        # the video stage refuses reward (no clip scorer) before it would read a scorer's weights
+        keys += REWARD_READS if stage == "refsamples" else [k for k in REWARD_READS if k.startswith("train.")]
+    return keys
 
 
 def _exists(key: str) -> bool:

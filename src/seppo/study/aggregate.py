@@ -50,6 +50,30 @@ def _n_seeds(params: Params, name: str) -> int:
     return params.study.variants[name].n_seeds or len(params.study.seeds)
 
 
+def _method_key(v, *, but_beta: bool = False) -> str:
+    over = {k: x for k, x in v.overrides.items() if not (but_beta and k == "train.beta")}
+    return json.dumps([over, v.lr if but_beta else None], sort_keys=True, default=str)
+
+
+def beta_points(params: Params) -> dict[str, str]:
+    """Beta-sweep point -> its method's main variant: trained variants with the same overrides and lr as another,
+    differing only in train.beta (the main one: most seeds, then table order)."""
+    st = params.study
+    names = list(st.variants)
+    groups: dict[str, list[str]] = {}
+    for n, v in st.variants.items():
+        if v.train and not v.pending:
+            groups.setdefault(_method_key(v, but_beta=True), []).append(n)
+    out = {}
+    for members in groups.values():
+        betas = {st.variants[n].overrides.get("train.beta", params.train.beta) for n in members}
+        if len(betas) < 2:
+            continue
+        main = min(members, key=lambda n: (-_n_seeds(params, n), names.index(n)))
+        out.update({n: main for n in members if n != main})
+    return out
+
+
 def sweep_points(params: Params) -> dict[str, str]:
     """Sweep point -> its method's main variant: trained variants with the same overrides as another, differing
     only in lr. The main one is the variant with the most seeds (the first in table order on a tie)."""
@@ -58,7 +82,7 @@ def sweep_points(params: Params) -> dict[str, str]:
     groups: dict[str, list[str]] = {}
     for n, v in st.variants.items():
         if v.train and not v.pending:
-            groups.setdefault(json.dumps(v.overrides, sort_keys=True, default=str), []).append(n)
+            groups.setdefault(_method_key(v), []).append(n)
     out = {}
     for members in groups.values():
         main = min(members, key=lambda n: (-_n_seeds(params, n), names.index(n)))
@@ -67,9 +91,115 @@ def sweep_points(params: Params) -> dict[str, str]:
 
 
 def one_seed_points(params: Params) -> set[str]:
-    """Sweep points run on fewer seeds than their method's main variant: they live in the sweep table only (a
-    point run on as many seeds, e.g. the lr the sweep did not pick, keeps its rows in the main table too)."""
-    return {n for n, main in sweep_points(params).items() if _n_seeds(params, n) < _n_seeds(params, main)}
+    """Sweep points (lr or beta) run on fewer seeds than their method's main variant: they live in the sweep tables
+    only (a point run on as many seeds, e.g. the lr the sweep did not pick, keeps its rows in the main table too)."""
+    points = sweep_points(params) | beta_points(params)
+    return {n for n, main in points.items() if _n_seeds(params, n) < _n_seeds(params, main)}
+
+
+# per-round keys of the beta table: how saturated the loss is, and what it does to the ground truth
+CALIBRATION_KEYS = ("logit_abs_median_first_update", "share_saturated", "share_clipped", "grad_norm_median",
+                    "mean_implicit_acc")
+
+
+def beta_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
+    """The one-seed beta calibration: per method (its main variant and its beta points), on the seed they share,
+    the loss's saturation at round 1 (median |logit| at its first update, share of |logit| > 5 and of clipped
+    updates over the round), implicit accuracy, and the sweep metric's mean after round 1 and the final round with
+    the final round's difference to the method's own beta (paired on prompts); `picked` on the best final round."""
+    st = params.study
+    points = beta_points(params)
+    if not points or not records:
+        return pd.DataFrame()
+    groups = _by_variant(params, records)
+    methods: dict[str, list[str]] = {}
+    for point, main in points.items():
+        methods.setdefault(main, [main]).append(point)
+    rounds = max(int(k.rsplit("_", 1)[1]) for r in records for k in r["checkpoints"] if k != "base")
+    available = {m for r in records for m in r["checkpoints"].get("round_1", {})}
+    metric = next((m for m in SWEEP_METRICS if m in available), sorted(available)[0] if available else None)
+    rows = []
+    for main, members in methods.items():
+        members = [n for n in members if n in groups]
+        seeds = [set(r["seed"] for r in groups[n]) for n in members]
+        common = sorted(set.intersection(*seeds)) if seeds else []
+        if not common or main not in members:
+            continue
+        seed = common[0]
+        recs = {n: [r for r in groups[n] if r["seed"] == seed] for n in members}
+        ref = per_prompt_matrix(recs[main], _ckpt(rounds), metric)
+        for n in sorted(members, key=lambda n: st.variants[n].overrides.get("train.beta", params.train.beta)):
+            r0 = recs[n][0]
+            rm1 = r0.get("round_metrics", {}).get("1") or {}
+            row = {"method": main, "variant": n, "label": st.variants[main].label, "seed": seed, "metric": metric,
+                   "beta": float(r0["overrides"].get("train.beta", params.train.beta)),
+                   "lr": r0["overrides"].get("train.lr", params.train.lr)}
+            row.update({f"r1_{k}": rm1.get(k) for k in CALIBRATION_KEYS})
+            for k in (1, rounds):
+                got = per_prompt_matrix(recs[n], _ckpt(k), metric)
+                row[f"round_{k}"] = None if got is None else float(got[1].mean())
+            last = per_prompt_matrix(recs[n], _ckpt(rounds), metric)
+            if n != main and last is not None and ref is not None:
+                d = paired_difference(last[1], ref[1], st.n_boot, st.seed)
+                row.update(diff_vs_main=d.mean, diff_ci_low=d.lo, diff_ci_high=d.hi)
+            rows.append(row)
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    t["picked"] = False
+    final = f"round_{rounds}"
+    for _, g in t.groupby("method", sort=False):
+        if g[final].notna().any():
+            t.loc[g[final].idxmax(), "picked"] = True
+    t["final_round"] = rounds
+    return t
+
+
+def beta_markdown(sweep: pd.DataFrame) -> list[str]:
+    if sweep.empty:
+        return []
+    K = int(sweep["final_round"].iloc[0])
+    seed, metric = int(sweep["seed"].iloc[0]), sweep["metric"].iloc[0]
+    head = ["method", "lr", "beta", "median abs logit, round 1 start", "saturated (abs logit > 5)",
+            "clipped updates", "median grad norm", "implicit acc.", "round 1", f"round {K}",
+            f"round {K} - method's beta", "95% CI"]
+    md = ["## Beta calibration (one training seed)", "",
+          f"Each method at other betas on training seed {seed} only, each at its own lr. Round-1 diagnostics of the "
+          "loss -log sigmoid(logit), logit = -0.5 beta (D_w - s D_r) with per-element mean errors: the median "
+          "abs(logit) over the first update's samples, the share of samples with abs(logit) > 5 (saturated: "
+          "sigmoid within 0.7% of 0 or 1) and of updates whose gradient norm exceeded the clip (max_grad_norm) "
+          f"over the round. Then {metric} (mean over prompts) after round 1 and round {K}; differences paired on "
+          f"prompts (95% CI over prompts only: one seed). Picked beta (bold): the best round {K}.", "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sweep.to_dict("records"):
+        d = r.get("diff_vs_main")
+        beta = f"{r['beta']:g}"
+        cells = [r["label"], f"{r['lr']:g}", f"**{beta}**" if r["picked"] else beta,
+                 _f(r.get("r1_logit_abs_median_first_update"), 2), _f(r.get("r1_share_saturated")),
+                 _f(r.get("r1_share_clipped")), _f(r.get("r1_grad_norm_median"), 1), _f(r.get("r1_mean_implicit_acc")),
+                 _f(r.get("round_1")), _f(r.get(f"round_{K}")),
+                 "(its beta)" if d is None or pd.isna(d) else f"{d:+.3f}",
+                 "" if d is None or pd.isna(d) else f"[{_f(r['diff_ci_low'])}, {_f(r['diff_ci_high'])}]"]
+        md.append("| " + " | ".join(cells) + " |")
+    return md + [""]
+
+
+def check_one_base(records: list[dict], where: Path) -> None:
+    """Every record of one study must come from the same theta_0 (paired differences assume it): the base model's
+    per-prompt scores are identical in every run. A record made on another machine type, whose pretraining drew
+    another theta_0, belongs in a study folder of its own (`seppo study --out`)."""
+    ref = None
+    for r in records:
+        base = {m: e.get("per_prompt") for m, e in r["checkpoints"].get("base", {}).items()}
+        if ref is None:
+            ref = (r, base)
+        elif base != ref[1]:
+            m0 = ref[0].get("experiment", {}).get("machine", "unrecorded")
+            m1 = r.get("experiment", {}).get("machine", "unrecorded")
+            raise ValueError(
+                f"{where}: {r['variant']}__seed{r['seed']} was evaluated against another base model than "
+                f"{ref[0]['variant']}__seed{ref[0]['seed']} (their theta_0 scores differ; machines: {m1!r} vs "
+                f"{m0!r}): one study folder holds the runs of one theta_0; run the other with `seppo study --out`")
 
 
 def lr_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
@@ -307,6 +437,7 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
     records = load_records(out) if (out / "runs").is_dir() else []
     if not records:
         return {"records": 0}
+    check_one_base(records, out)
     table, oracle = aggregate(params, records)
     with atomic_path(out / "aggregate.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
@@ -327,7 +458,13 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
     if not sweep.empty:
         with atomic_path(out / "lr_sweep.csv") as tmp:
             sweep.to_csv(tmp, index=False, float_format="%.6f")
-    md += table_markdown(params, table) + sweep_markdown(sweep)
+    betas = beta_sweep(params, records)
+    if not betas.empty:
+        with atomic_path(out / "beta_sweep.csv") as tmp:
+            betas.to_csv(tmp, index=False, float_format="%.6f")
+    machines = sorted({str(r.get("experiment", {}).get("machine") or "not recorded") for r in records})
+    md += [f"Machine type of the runs: {', '.join(machines)}.", ""]
+    md += table_markdown(params, table) + sweep_markdown(sweep) + beta_markdown(betas)
     md += ["## Anchor and oracle diagnostics (mean over seeds)", ""] + oracle_markdown(oracle)
     with atomic_path(out / "aggregate.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")

@@ -47,6 +47,10 @@ LEGACY_VALUES: dict[tuple[str, str], Any] = {
     ("base_model", "unet_attention_heads"): 8,
     ("base_model", "adamw_impl"): "for-loop",
     ("scorer_model", "adamw_impl"): "for-loop",
+    # Evidence III's criteria: knobs of criteria that did not exist (no earlier run reads them)
+    ("train", "oracle_margin"): 0.0,
+    ("train", "reward_scorer"): "pickscore_x100",
+    ("train", "reward_margin"): 0.0,
 }
 
 

@@ -203,8 +203,30 @@ def collect(root: Path, run: Run, label: str, rounds: int, rev: str, wall_s: flo
         b = _read_at(root, rev, f"reports/metrics/round_{k}.json")
         if b is not None:
             rm[k] = json.loads(b)
-    exp = {"name": run.name, "rev": rev, "wall_s": None if wall_s is None else round(wall_s, 1)}
+    exp = {"name": run.name, "rev": rev, "wall_s": None if wall_s is None else round(wall_s, 1),
+           "machine": machine_type()}
     return build_record(run, label, scores, rm, exp)
+
+
+def machine_type() -> str:
+    """What decides the bits of a CPU run besides the params: the CPU model, whether it has AVX-512 (torch's
+    kernels differ), the core count and torch's version (e.g. 'Intel(R) Xeon(R) Processor, AVX-512, 2 cores,
+    torch 2.13.0')."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    import torch
+
+    isa = "AVX-512" if " avx512f" in flags else "no AVX-512"
+    return f"{model}, {isa}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def _execute(root: Path, name: str, cmd: list[str], threads: int | None, log_dir: Path) -> float:

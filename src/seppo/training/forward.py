@@ -17,7 +17,8 @@ import torch
 
 from ..config import TrainConfig
 from ..models.conditioning import TextCond, as_cond
-from .losses import AnchorConfig, LossStats, anchor_from_draws, dpo_loss, per_sample_error, seppo_loss, sft_loss
+from .losses import (SCORED_CRITERIA, AnchorConfig, AnchorEvidence, LossStats, anchor_from_draws, dpo_loss,
+                     per_sample_error, seppo_loss, sft_loss)
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
@@ -68,6 +69,7 @@ class MicroBatch:
     anchor_noise: torch.Tensor | None = None  # (B, K, C, h, w): the anchor's own draws
     anchor_t: torch.Tensor | None = None  # (B, K)
     e_ref_anchor: torch.Tensor | None = None  # precomputed reference errors on the anchor draws (B, K)
+    preference_gap: torch.Tensor | None = None  # oracle / reward: score(winner) - score(reference sample) (B,)
 
     def to(self, device) -> "MicroBatch":
         def move(x):
@@ -138,7 +140,17 @@ def compute_loss(cfg: TrainConfig, policy, reference, scheduler, batch: MicroBat
     if cfg.loss == "dpo":
         return dpo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=cfg.beta)
     evidence = None
-    if cfg.anchor_draws > 0:
+    if cfg.criterion in SCORED_CRITERIA:
+        if batch.preference_gap is None:
+            raise ValueError(f"train.criterion={cfg.criterion} needs the refsamples stage's per-position scores")
+        evidence = AnchorEvidence(batch.preference_gap.float())
+    elif cfg.criterion == "implicit" and cfg.anchor_draws > 0:
+        # the implicit reward gap D_r - D_w on K own draws, each draw shared by the winner and its reference sample
+        a = (batch.anchor_noise, batch.anchor_t)
+        d = [anchor_errors(policy, scheduler, z, batch.cond, *a).float()
+             - anchor_errors(reference, scheduler, z, batch.cond, *a).float() for z in (batch.z_w, batch.z_r)]
+        evidence = anchor_from_draws(d[1] - d[0])
+    elif cfg.anchor_draws > 0:
         pol = anchor_errors(policy, scheduler, batch.z_w, batch.cond, batch.anchor_noise, batch.anchor_t)
         ref = batch.e_ref_anchor
         if ref is None:
@@ -149,7 +161,9 @@ def compute_loss(cfg: TrainConfig, policy, reference, scheduler, batch: MicroBat
 
 def anchor_config(cfg: TrainConfig) -> AnchorConfig:
     """The train section's anchor settings as the loss takes them."""
-    return AnchorConfig(cfg.criterion, cfg.tie_tol, cfg.anchor_margin_z, cfg.anchor_fallback, cfg.anchor_soft_c)
+    margin = {"oracle": cfg.oracle_margin, "oracle_drop": cfg.oracle_margin, "reward": cfg.reward_margin}
+    return AnchorConfig(cfg.criterion, cfg.tie_tol, cfg.anchor_margin_z, cfg.anchor_fallback, cfg.anchor_soft_c,
+                        margin.get(cfg.criterion, 0.0))
 
 
 def anchor_draws(seed: int, round_k: int, update: int, micro: int, global_mb: int, draws: int, shape, T: int,

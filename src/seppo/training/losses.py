@@ -7,7 +7,9 @@ Conventions (stated once, used everywhere; see docs/seppo.md, "Errors and beta")
 - D_w = e_pol^w - e_ref^w and D_r = e_pol^r - e_ref^r; negative means the policy beats the reference.
 
 SePPO:    L = -log sigmoid(-b * (D_w - s * D_r)),  s = sign(e_ref^w - e_pol^w) (no gradient)
-          (or a robust anchor: averaged over K draws, with a margin in standard errors, or soft)
+          (or a robust anchor: averaged over K draws, with a margin in standard errors, or soft;
+          or a criterion that reads the reference sample itself: the ground truth (oracle), a
+          preference scorer (reward), the policy's implicit DPO reward (implicit))
 DPO:      L = -log sigmoid(-b * (D_w - D_l))       (the real loser in place of the reference sample)
 SFT:      L = e_pol^w                               (plain denoising loss on the winners)
 """
@@ -19,7 +21,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-CRITERIA = ("sign", "indicator", "none", "soft")
+CRITERIA = ("sign", "indicator", "none", "soft", "oracle", "oracle_drop", "reward", "implicit")
+# criteria whose s is decided per position from scores of the winner and its reference sample made in the
+# refsamples stage (the ground-truth utility, a preference scorer), not from the UNets' errors
+SCORED_CRITERIA = ("oracle", "oracle_drop", "reward")
 FALLBACKS = ("loser", "drop")
 
 
@@ -37,6 +42,7 @@ class AnchorConfig:
     margin_z: float = 0.0  # decide only when |mean gap| > margin_z * SE (needs >= 2 draws)
     fallback: str = "loser"  # s where the margin is not met: loser (+1) or drop (0)
     soft_c: float = 1.0  # soft: s = tanh(mean gap / (soft_c * SE))
+    flip_margin: float = 0.0  # oracle / reward: flip only where the reference sample wins by more (score units)
 
     def __post_init__(self):
         if self.criterion not in CRITERIA:
@@ -47,9 +53,14 @@ class AnchorConfig:
 
 @dataclass(frozen=True)
 class AnchorEvidence:
-    """The anchor statistic per winner: gap = e_ref^w - e_pol^w (> 0: the policy fits the winner better).
+    """The criterion's statistic per position, oriented so that > 0 means "learn the reference sample as a loser"
+    and < 0 "it is the better image: flip it":
 
-    ``mean`` over the anchor's draws and its standard error ``se`` (None for the paper's single draw)."""
+    - the anchor (sign, indicator, soft): gap = e_ref^w - e_pol^w (> 0: the policy fits the winner better);
+    - implicit: gap = D_r - D_w = r(x_w) - r(x_r), r(x) = -(e_pol(x) - e_ref(x)) the DPO implicit reward;
+    - oracle / reward: gap = score(winner) - score(reference sample) (utility, or the scorer's own units).
+
+    ``mean`` over the statistic's draws and its standard error ``se`` (None for a single draw or a score)."""
 
     mean: torch.Tensor
     se: torch.Tensor | None = None
@@ -73,10 +84,18 @@ def anchor_decision(evidence: AnchorEvidence, anchor: AnchorConfig) -> torch.Ten
     ``soft``: s = tanh(gap / (soft_c * SE)): confident gaps give +-1, gaps within the noise ~0.
     With ``margin_z`` > 0, sign and indicator decide only where |gap| > margin_z * SE and use
     ``fallback`` elsewhere.
+    ``oracle`` / ``reward``: s = -1 where the reference sample's score beats the winner's by more than
+    ``flip_margin`` (gap < -flip_margin), else +1; ``oracle_drop``: 0 instead of -1 (loser or skipped).
+    ``implicit``: s = -1 where r(x_r) > r(x_w), +1 where r(x_w) > r(x_r) (beyond tie_tol, and beyond
+    margin_z * SE when there is a margin); ``fallback`` where undecided (e.g. round 1: policy == reference).
     """
     gap = evidence.mean.detach()
     if anchor.criterion == "none":
         return torch.ones_like(gap)
+    if anchor.criterion in SCORED_CRITERIA:
+        flip = gap < -anchor.flip_margin
+        return torch.where(flip, torch.full_like(gap, 0.0 if anchor.criterion == "oracle_drop" else -1.0),
+                           torch.ones_like(gap))
     se = None if evidence.se is None else evidence.se.detach().to(gap.dtype)
     if anchor.criterion == "soft":
         if se is None:
@@ -86,6 +105,14 @@ def anchor_decision(evidence: AnchorEvidence, anchor: AnchorConfig) -> torch.Ten
     s = torch.sign(gap) * (gap.abs() > anchor.tie_tol)
     if anchor.criterion == "indicator":
         s = (s > 0).to(gap.dtype)
+    if anchor.criterion == "implicit":
+        fallback = torch.full_like(s, 1.0 if anchor.fallback == "loser" else 0.0)
+        decided = s != 0
+        if anchor.margin_z > 0:
+            if se is None:
+                raise ValueError("an implicit-reward margin needs a standard error: set train.anchor_draws >= 2")
+            decided = decided & (gap.abs() > anchor.margin_z * se)
+        return torch.where(decided, s, fallback)
     if anchor.margin_z > 0:
         if se is None:
             raise ValueError("an anchor margin needs a standard error: set train.anchor_draws >= 2")
@@ -123,13 +150,20 @@ def seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, *, beta: float, criterion: st
     evidence the anchor is the paper's: the gap on the loss's own (eps, t) draw."""
     anchor = anchor or AnchorConfig(criterion, tie_tol)
     loss_gap = (e_ref_w - e_pol_w).detach()
-    evidence = evidence or AnchorEvidence(loss_gap)
-    s = anchor_decision(evidence, anchor)
     d_w, d_r = e_pol_w - e_ref_w, e_pol_r - e_ref_r
+    if evidence is None:
+        if anchor.criterion in SCORED_CRITERIA:
+            raise ValueError(f"criterion {anchor.criterion!r} decides from per-position scores of the winner and "
+                             "its reference sample: pass them as evidence (the refsamples stage writes them)")
+        # the loss's own (eps, t) draw: the paper's anchor gap, or the implicit-reward gap D_r - D_w
+        evidence = AnchorEvidence((d_r - d_w).detach() if anchor.criterion == "implicit" else loss_gap)
+    s = anchor_decision(evidence, anchor)
     logits = -0.5 * beta * (d_w - s * d_r)
     loss = -F.logsigmoid(logits).mean()
     per = {"s": s, "gap": loss_gap.float(), "anchor_gap": evidence.mean.detach().float(),
-           "d_w": d_w.detach().float(), "d_r": d_r.detach().float()}
+           "d_w": d_w.detach().float(), "d_r": d_r.detach().float(),
+           "e_pol_w": e_pol_w.detach().float(), "e_ref_w": e_ref_w.detach().float(),
+           "logit": logits.detach().float()}
     if evidence.se is not None:
         per["anchor_se"] = evidence.se.detach().float()
     stats = LossStats(

@@ -90,11 +90,44 @@ def auc(score: np.ndarray, label: np.ndarray) -> float | None:
     return float((ranks[label].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def auc_ci(score: np.ndarray, label: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float] | None:
+    """95% percentile interval of the AUC over positions resampled with replacement (seeded: the same
+    records give the same interval)."""
+    label = label.astype(bool)
+    if label.all() or not label.any():
+        return None
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(label), len(label))
+        a = auc(score[i], label[i])
+        if a is not None:
+            vals.append(a)
+    lo, hi = np.percentile(vals, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
 def batch_metrics(oracle: pd.DataFrame, records: dict, positions: np.ndarray) -> dict:
     """Per-update diagnostics for the training log."""
     truth = oracle["oracle_flip"].to_numpy()[positions]
     s = records["s"][positions]
     return {"oracle_flip_rate": float(truth.mean()), "anchor_accuracy": float(np.mean((s < 0) == truth))}
+
+
+def position_table(records: dict, rows: np.ndarray, captions: list[str], updates: np.ndarray,
+                   oracle: pd.DataFrame | None, rewards: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per position of the round: which winner, when it was trained on, the criterion's evidence and
+    decision, and the truth (u_winner, u_reference) and scorer margin where they exist."""
+    df = pd.DataFrame({"position": np.arange(len(rows)), "update": updates, "row": rows, "prompt": captions})
+    for key, v in records.items():
+        df[key] = v
+    if oracle is not None:
+        df[["u_winner", "u_reference", "oracle_flip"]] = oracle[["u_winner", "u_reference", "oracle_flip"]].to_numpy()
+        df["oracle_flip"] = df["oracle_flip"].astype(bool)
+    if rewards is not None:
+        df["r_winner"], df["r_reference"] = rewards["r_winner"].to_numpy(), rewards["r_reference"].to_numpy()
+        df["reward_margin"] = df["r_reference"] - df["r_winner"]
+    return df
 
 
 def round_diagnostics(records: dict, oracle: pd.DataFrame | None) -> dict:
@@ -112,7 +145,12 @@ def round_diagnostics(records: dict, oracle: pd.DataFrame | None) -> dict:
     truth = oracle["oracle_flip"].to_numpy().astype(bool)
     s, truth = s[done], truth[done]
     gap, loss_gap = records["anchor_gap"][done], records["gap"][done]
+    implicit_gap = (d_r - d_w)[done]  # r(x_w) - r(x_r) on the loss's draw, whatever the criterion
+    u_w = oracle["u_winner"].to_numpy()[done]
     decided = s != 0
+    flips = float(np.mean(s[decided] < 0)) if decided.any() else 0.0
+    half = len(s) // 2  # positions are in update order: the round's first and second halves
+    early, late = slice(0, half), slice(half, len(s))
     out.update({
         "oracle_flip_rate": float(truth.mean()),
         "oracle_u_winner": float(oracle["u_winner"].to_numpy()[done].mean()),
@@ -121,9 +159,23 @@ def round_diagnostics(records: dict, oracle: pd.DataFrame | None) -> dict:
         "anchor_accuracy": float(np.mean((gap < 0) == truth)),
         # the anchor's decisions where it made one (s != 0): flipped exactly when it should
         "decision_accuracy": float(np.mean((s[decided] < 0) == truth[decided])) if decided.any() else None,
-        # how well the anchor's statistic ranks should-flip samples first (0.5 = chance)
+        # a flipper that flips at random at the same rate, for the decision accuracy above
+        "random_flipper_accuracy": float(flips * truth.mean() + (1 - flips) * (1 - truth.mean())),
+        # how well the criterion's statistic ranks should-flip samples first (0.5 = chance): the anchor's gap
+        # (averaged over its draws when it has them), the implicit-reward gap for implicit, the score gap
+        # for oracle / reward; with a 95% CI over positions, and over the round's first and second halves
         "anchor_auc": auc(-gap, truth),
+        "anchor_auc_ci95": auc_ci(-gap, truth),
+        "anchor_auc_early": auc(-gap[early], truth[early]),
+        "anchor_auc_late": auc(-gap[late], truth[late]),
+        # the paper's single-draw anchor on the loss's own draw, logged under every criterion
         "loss_draw_auc": auc(-loss_gap, truth),
+        "loss_draw_auc_ci95": auc_ci(-loss_gap, truth),
+        # the implicit reward on the loss's draw, logged under every criterion
+        "implicit_auc": auc(-implicit_gap, truth),
+        "implicit_auc_ci95": auc_ci(-implicit_gap, truth),
+        # a ceiling that needs no model: a weak winner is likely beaten (-u_winner alone)
+        "winner_only_auc": auc(-u_w, truth),
         # what a perfect anchor would have done with these samples
         "oracle_agreement_of_none": float(np.mean(~truth)),
     })

@@ -47,6 +47,10 @@ class Layout:
     def live(self, k: int) -> Path:
         return self.root / f"runs/{self.prefix}round_{k}/live"
 
+    def positions(self, k: int) -> Path:
+        """Round k's per-position anchor records (trainer._write_positions)."""
+        return self.root / f"runs/{self.prefix}round_{k}/positions.parquet"
+
     def state(self, k: int) -> Path:
         return self.root / f"runs/state/{self.prefix}round_{k}"
 

@@ -76,10 +76,15 @@ def check_refsamples_identity(folder: Path, selection: dict, selection_path: Pat
                            "refsamples stage")
 
 
-def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) -> dict:
+REWARD_FILE = "reward.parquet"
+
+
+def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path,
+                   scorer_models: dict | None = None) -> dict:
     """Generate round k's reference samples; launched on P processes, each generates every P-th
-    sample and the main process writes them all (with the oracle scores and, if asked, the
-    reference's precomputed errors)."""
+    sample and the main process writes them all (with the oracle scores, the reward scores of
+    criterion=reward, scored with the weights in ``scorer_models`` (evaluate.models), and, if asked,
+    the reference's precomputed errors)."""
     import torch
     from safetensors.torch import save_file
 
@@ -135,12 +140,27 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
         timing["oracle_seconds"] = round(time.perf_counter() - t1, 2)
         settings["oracle"] = {"scorer": "shapeland_clip_utility" if frames else "shapeland_utility", "decoded_with": selection["reference"] + "/vae",
                               "flip_rate": float(scores["oracle_flip"].mean())}
+    if cfg.criterion in ("oracle", "oracle_drop") and scores is None:
+        raise ValueError(f"train.criterion={cfg.criterion} needs the embedded world's ground truth, but round {k}'s "
+                         "captions are not Shapeland captions (real data has no oracle): use reward or implicit")
+    rewards = None
+    if cfg.criterion == "reward":
+        t1 = time.perf_counter()
+        rewards = reward_scores(cfg.reward_scorer, scorer_models or {}, pipe.vae, cache.latents(rows), per_position,
+                                captions)
+        timing["reward_seconds"] = round(time.perf_counter() - t1, 2)
+        settings["reward"] = {"scorer": cfg.reward_scorer, "decoded_with": selection["reference"] + "/vae",
+                              "margin": cfg.reward_margin,
+                              "flip_rate": float((rewards["r_reference"] - rewards["r_winner"] > cfg.reward_margin)
+                                                 .mean())}
     with atomic_dir(out) as tmp:
         save_file({"latents": lat.contiguous()}, str(tmp / "latents.safetensors"))
         if errors is not None:
             save_file({key: v.contiguous() for key, v in errors.items()}, str(tmp / "reference_errors.safetensors"))
         if scores is not None:
             scores.to_parquet(tmp / oracle.ORACLE_FILE, index=False)
+        if rewards is not None:
+            rewards.to_parquet(tmp / REWARD_FILE, index=False)
         pd.DataFrame({"position": np.arange(len(rows)), "row": rows, "sample": index}).to_parquet(
             tmp / "index.parquet", index=False)
         pd.DataFrame({"sample": np.arange(len(prompts)), "prompt": prompts,
@@ -150,6 +170,39 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path) ->
     timing["samples_per_second"] = round(len(prompts) / max(timing["generation_seconds"], 1e-9), 2)
     write_json(layout.refsamples_timing(k), timing)
     return settings
+
+
+def reward_scores(scorer: str, models: dict, vae, winner_latents, reference_latents, captions: list[str]
+                  ) -> pd.DataFrame:
+    """Each position's winner and reference sample, decoded through the reference checkpoint's VAE (as the
+    oracle decodes them), scored by the preference scorer ``scorer`` against the caption."""
+    from ..evaluation.scorers import build_scorers
+
+    if winner_latents.dim() == 5:
+        raise ValueError("train.criterion=reward scores images; the video path has no clip scorer yet")
+    (model,) = build_scorers([scorer], models)
+    r_w = np.asarray(model.score(list(oracle.decode_to_uint8(vae, winner_latents)), captions), dtype=np.float64)
+    r_r = np.asarray(model.score(list(oracle.decode_to_uint8(vae, reference_latents)), captions), dtype=np.float64)
+    return pd.DataFrame({"position": np.arange(len(captions)), "r_winner": r_w, "r_reference": r_r})
+
+
+def load_preference_gap(folder: Path, cfg: TrainConfig, n: int) -> np.ndarray | None:
+    """score(winner) - score(reference sample) per position for the scored criteria (oracle: the ground-truth
+    utility; reward: the scorer's), from the refsamples stage's files; None for the other criteria."""
+    if cfg.criterion in ("oracle", "oracle_drop"):
+        name, cols = oracle.ORACLE_FILE, ("u_winner", "u_reference")
+    elif cfg.criterion == "reward":
+        name, cols = REWARD_FILE, ("r_winner", "r_reference")
+    else:
+        return None
+    path = Path(folder) / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: train.criterion={cfg.criterion} reads it; rerun the refsamples "
+                                "stage with the same params (dvc repro)")
+    df = pd.read_parquet(path)
+    if len(df) != n or not np.array_equal(df["position"].to_numpy(), np.arange(n)):
+        raise RuntimeError(f"{path}: {len(df)} positions, the round has {n}: rerun the refsamples stage")
+    return (df[cols[0]] - df[cols[1]]).to_numpy(np.float64)
 
 
 def precompute_reference_errors(cfg: TrainConfig, k: int, layout: Layout, unet, reference_dir: str,

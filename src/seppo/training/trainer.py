@@ -21,20 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..config import TrainConfig
 from ..data.cache import LatentCache
-from ..io_utils import atomic_dir, write_json
+from ..io_utils import atomic_dir, atomic_path, write_json
 from . import oracle
 from .forward import (MicroBatch, anchor_draws, check_prediction_type, compute_loss, positions_of,
                       resolve_mixed_precision)
 from .plan import Layout, resolve_noise_offset, round_noise
-from .reference_samples import check_refsamples_identity, load_reference_errors, load_refsamples, round_plan
+from .reference_samples import (check_refsamples_identity, load_preference_gap, load_reference_errors,
+                                load_refsamples, round_plan)
 
-STATE_VERSION = 2
-# per-position values gathered every micro-batch for the round's anchor diagnostics
-RECORD_KEYS = ("s", "gap", "anchor_gap", "anchor_se", "d_w", "d_r")
+STATE_VERSION = 3
+# per-position values gathered every micro-batch for the round's anchor diagnostics (oracle.POSITION_COLUMNS)
+RECORD_KEYS = ("s", "gap", "anchor_gap", "anchor_se", "d_w", "d_r", "e_pol_w", "e_ref_w", "logit")
 
 
 class TrainingDiverged(RuntimeError):
@@ -124,6 +126,10 @@ class _Batches:
                         f"{folder} was generated for other winners than this round's "
                         "(params changed since?): rerun the refsamples stage")
                 self.second = lat
+        self.preference_gap = None
+        if cfg.loss == "seppo":
+            gap = load_preference_gap(layout.refsamples(k), cfg, len(self.rows))
+            self.preference_gap = None if gap is None else torch.from_numpy(gap.copy())
         self.e_ref = None
         if cfg.reference_errors == "precomputed":
             self.e_ref = load_reference_errors(layout.refsamples(k), len(self.rows), cfg.anchor_draws)
@@ -149,6 +155,8 @@ class _Batches:
             a_noise, a_t = anchor_draws(cfg.seed, self.k, update, micro, self.global_mb, cfg.anchor_draws,
                                         self.latent_shape, T, self.noise_offset)
             batch.anchor_noise, batch.anchor_t = a_noise[sl], a_t[sl]
+        if self.preference_gap is not None:
+            batch.preference_gap = self.preference_gap[pos]
         if self.e_ref is not None:
             batch.e_ref = (self.e_ref["e_ref_w"][pos], self.e_ref["e_ref_r"][pos])
             if "e_ref_anchor" in self.e_ref:
@@ -383,6 +391,8 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, trainab
     if acc.is_main_process:
         _save_checkpoint(acc.unwrap_model(run.policy), run.optimizer, cfg, run.policy_dir, layout.checkpoint(k),
                          summary)
+        if cfg.loss != "sft":
+            _write_positions(run)
         write_json(layout.metrics(k), summary)
         write_json(layout.timing(k), _timing(run, time.perf_counter() - t_start, resumed_at))
         shutil.rmtree(layout.state(k), ignore_errors=True)
@@ -401,9 +411,49 @@ def _summary(run: _Run) -> dict:
     for key in ("loss", "flip_rate", "implicit_acc", "d_w", "d_r"):
         vals = [h[key] for h in history if h.get(key) is not None and math.isfinite(h[key])]
         summary[f"mean_{key}"] = float(np.mean(vals)) if vals else None
+    if cfg.loss != "sft":
+        summary.update(loss_calibration(run.progress.records, history, cfg.max_grad_norm,
+                                        cfg.grad_accum * run.batches.global_mb))
     if cfg.loss == "seppo":
         summary.update(oracle.round_diagnostics(run.progress.records, run.oracle))
     return summary
+
+
+SATURATED_LOGIT = 5.0  # |logit| above this: sigmoid within 0.7% of 0 or 1, the sample's gradient ~ vanishes
+
+
+def loss_calibration(records: dict, history: list[dict], max_grad_norm: float, per_update: int) -> dict:
+    """Is beta calibrated to this model's errors? The logit -0.5 beta (D_w - s D_r) per position, its median
+    magnitude at the round's first update and over the round, the share of saturated samples, and how many
+    updates the gradient clip cut (grad_norm > max_grad_norm)."""
+    logit = records["logit"]
+    done = np.isfinite(logit)
+    first = done[:per_update]
+    norms = np.array([h["grad_norm"] for h in history if math.isfinite(h.get("grad_norm", float("nan")))])
+    return {
+        "logit_abs_median_first_update": float(np.median(np.abs(logit[:per_update][first]))) if first.any() else None,
+        "logit_abs_median": float(np.median(np.abs(logit[done]))) if done.any() else None,
+        "share_saturated": float(np.mean(np.abs(logit[done]) > SATURATED_LOGIT)) if done.any() else None,
+        "grad_norm_median": float(np.median(norms)) if len(norms) else None,
+        "share_clipped": float(np.mean(norms > max_grad_norm)) if len(norms) else None,
+    }
+
+
+def _write_positions(run: _Run) -> None:
+    """The round's per-position records (runs/<prefix>round_k/positions.parquet, a DVC output): what the anchor
+    saw and decided at each position, with the truth where the world has one (oracle.position_table)."""
+    from .reference_samples import REWARD_FILE
+
+    b = run.batches
+    cache = b.winners
+    captions = [cache.captions[c] for c in cache.caption_id[b.rows]]
+    updates = np.arange(len(b.rows)) // (run.cfg.grad_accum * b.global_mb)
+    reward_path = run.layout.refsamples(run.k) / REWARD_FILE
+    rewards = pd.read_parquet(reward_path) if run.cfg.loss == "seppo" and reward_path.exists() else None
+    table = oracle.position_table(run.progress.records, b.rows, captions, updates, run.oracle, rewards)
+    table.insert(1, "criterion", run.cfg.criterion if run.cfg.loss == "seppo" else run.cfg.loss)
+    with atomic_path(run.layout.positions(run.k)) as tmp:
+        table.to_parquet(tmp, index=False)
 
 
 def _timing(run: _Run, seconds: float, resumed_at: int) -> dict:
