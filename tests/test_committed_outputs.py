@@ -87,15 +87,18 @@ def test_study_aggregate_recomputes_from_committed_runs(tmp_path):
     from seppo.study.aggregate import run_aggregate
 
     params = load_params(ROOT / "params.yaml")
-    out = Path(params.study.out)
-    shutil.copytree(ROOT / out / "runs", tmp_path / out / "runs")
-    run_aggregate(params, tmp_path)
-    names = ["aggregate.csv", "aggregate.md", "oracle.csv"]
-    # the lr sweep's table exists exactly when the committed runs hold sweep points
-    assert (tmp_path / out / "lr_sweep.csv").exists() == (ROOT / out / "lr_sweep.csv").exists()
-    names += ["lr_sweep.csv"] if (ROOT / out / "lr_sweep.csv").exists() else []
-    for name in names:
-        assert (tmp_path / out / name).read_bytes() == (ROOT / out / name).read_bytes(), name
+    # every study folder (one per theta_0: the runs of one machine type), study.out among them
+    for out in sorted(p.parent.relative_to(ROOT) for p in (ROOT / "reports/study").glob("**/runs")):
+        p = params.model_copy(update={"study": params.study.model_copy(update={"out": str(out)})})
+        shutil.copytree(ROOT / out / "runs", tmp_path / out / "runs")
+        run_aggregate(p, tmp_path)
+        names = ["aggregate.csv", "aggregate.md", "oracle.csv"]
+        # the sweep tables exist exactly when the committed runs hold sweep points
+        for sweep in ("lr_sweep.csv", "beta_sweep.csv"):
+            assert (tmp_path / out / sweep).exists() == (ROOT / out / sweep).exists(), (out, sweep)
+            names += [sweep] if (ROOT / out / sweep).exists() else []
+        for name in names:
+            assert (tmp_path / out / name).read_bytes() == (ROOT / out / name).read_bytes(), (out, name)
 
 
 VIDEO_METRICS = ROOT / "reports/metrics/video_eval.json"
@@ -148,6 +151,9 @@ def test_committed_study_records_match_todays_params_hash():
 
     params = load_params(ROOT / "params.yaml")
     planned = {r.name: r.params_hash for r in plan_runs(params)}
-    records = {p.stem: json.loads(p.read_text())["params_hash"] for p in (ROOT / params.study.out / "runs").glob("*.json")}
-    assert records and all(records[n] == planned[n] for n in records if n in planned), \
-        {n: (records[n], planned[n]) for n in records if n in planned and records[n] != planned[n]}
+    folders = sorted(p.parent for p in (ROOT / "reports/study").glob("**/runs"))  # one study folder per theta_0
+    assert ROOT / params.study.out in folders
+    for folder in folders:
+        records = {p.stem: json.loads(p.read_text())["params_hash"] for p in (folder / "runs").glob("*.json")}
+        assert records and all(records[n] == planned[n] for n in records if n in planned), \
+            (folder, {n: (records[n], planned[n]) for n in records if n in planned and records[n] != planned[n]})

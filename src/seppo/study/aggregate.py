@@ -123,7 +123,7 @@ def beta_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
         members = [n for n in members if n in groups]
         seeds = [set(r["seed"] for r in groups[n]) for n in members]
         common = sorted(set.intersection(*seeds)) if seeds else []
-        if not common or main not in members:
+        if not common or main not in members or len(members) < 2:
             continue
         seed = common[0]
         recs = {n: [r for r in groups[n] if r["seed"] == seed] for n in members}
