@@ -94,7 +94,7 @@ def test_study_aggregate_recomputes_from_committed_runs(tmp_path):
         run_aggregate(p, tmp_path)
         names = ["aggregate.csv", "aggregate.md", "oracle.csv"]
         # the sweep tables exist exactly when the committed runs hold sweep points
-        for sweep in ("lr_sweep.csv", "beta_sweep.csv"):
+        for sweep in ("lr_sweep.csv", "beta_sweep.csv", "auc_summary.csv"):
             assert (tmp_path / out / sweep).exists() == (ROOT / out / sweep).exists(), (out, sweep)
             names += [sweep] if (ROOT / out / sweep).exists() else []
         for name in names:

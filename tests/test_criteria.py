@@ -17,6 +17,7 @@ from seppo.training.reference_samples import REWARD_FILE, run_refsamples
 from seppo.training.selection import run_select
 from seppo.training.trainer import loss_calibration, run_train
 from tests.test_anchor import shapeland_project  # noqa: F401 - fixture
+from tests.test_evaluation import tiny_clip  # noqa: F401 - fixture
 from tests.test_trainer import TINY, fresh
 
 
@@ -224,3 +225,29 @@ def test_reward_makes_refsamples_depend_on_the_scorer_and_only_then():
     assert "train.criterion" not in plain["refsamples_1"]["params"]  # round 1's samples stay shared by criteria
     sft = build(parse_params({"train": {"loss": "sft"}}))["stages"]
     assert not any("positions" in str(o) for o in sft["train_1"]["outs"])
+
+
+def test_reward_through_the_real_pickscore_code_path(shapeland_project, tiny_clip, tmp_path):  # noqa: F811
+    from seppo.evaluation.scorers import build_scorers
+    from seppo.training.oracle import decode_to_uint8
+    from diffusers import AutoencoderKL
+    from seppo.data.cache import LatentCache
+    from seppo.training.reference_samples import load_refsamples
+
+    d, _ = tiny_clip
+    models = {"pickscore_model": str(d), "pickscore_processor": str(d)}
+    root = fresh(shapeland_project, tmp_path)
+    cfg = TrainConfig(**{**TINY, "updates_per_round": 2, "criterion": "reward"})
+    summary, pos = _round(cfg, root, models)
+    lay = Layout(root)
+    rewards = pd.read_parquet(lay.refsamples(1) / REWARD_FILE)
+    # recomputed independently: the reference samples decoded through theta_0's VAE, scored by the same scorer
+    vae = AutoencoderKL.from_pretrained(root / "models/base", subfolder="vae")
+    z_r, rows = load_refsamples(lay.refsamples(1))
+    cache = LatentCache(root / "data/cache")
+    caps = [cache.captions[c] for c in cache.caption_id[rows]]
+    (scorer,) = build_scorers(["pickscore_x100"], models)
+    np.testing.assert_allclose(rewards.r_reference, scorer.score(list(decode_to_uint8(vae, z_r)), caps), rtol=1e-5)
+    expected = np.where(rewards.r_reference - rewards.r_winner > 0, -1.0, 1.0)
+    np.testing.assert_array_equal(pos.s, expected)
+    np.testing.assert_allclose(pos.anchor_gap, rewards.r_winner - rewards.r_reference, rtol=1e-6)

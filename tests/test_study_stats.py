@@ -389,3 +389,61 @@ def test_params_written_before_a_knob_existed_hash_at_its_legacy_value():
     assert old["scorer_model"] == {"contrastive_steps": 800}  # the caller's dict is left as it was
     # a knob that neither file sets means today's default on both sides (the same era's params file)
     assert with_legacy_values(old, {**current, "scorer_model": {}}) == old
+
+
+def test_beta_points_get_their_own_table_with_round_one_calibration_and_a_pick(tmp_path):
+    from seppo.study.aggregate import beta_points, beta_sweep, one_seed_points
+    from seppo.study.records import load_records
+
+    d = json.loads(json.dumps(STUDY))
+    d["study"]["variants"]["none_b100"] = {"label": "w/o anchor, beta 100", "n_seeds": 1,
+                                           "overrides": {"train.criterion": "none", "train.beta": 100.0}}
+    p = parse_params(d)
+    assert beta_points(p) == {"none_b100": "none"} and "none_b100" in one_seed_points(p)
+    assert "none_b100" not in __import__("seppo.study.aggregate", fromlist=["x"]).sweep_points(p)  # not an lr point
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1, "none_b100": 0.02})
+    recs = load_records(tmp_path / "reports/study")
+    for r in recs:  # crafted round-1 calibration: beta 100 is unsaturated, beta 2000 saturated
+        r["round_metrics"]["1"].update(logit_abs_median_first_update=0.3 if r["variant"] == "none_b100" else 12.0,
+                                       share_saturated=0.0 if r["variant"] == "none_b100" else 0.9)
+    s = beta_sweep(p, recs).set_index("variant")
+    assert set(s.index) == {"none", "none_b100"} and set(s.seed) == {0}
+    assert s.loc["none_b100", "beta"] == 100.0 and s.loc["none", "beta"] == p.train.beta
+    assert s.loc["none_b100", "r1_logit_abs_median_first_update"] == 0.3 and s.loc["none", "r1_share_saturated"] == 0.9
+    # paired on the prompts of seed 0: round 2 differs by 2 * (0.02 - 0.05) exactly; the larger beta is picked
+    assert s.loc["none_b100", "diff_vs_main"] == pytest.approx(-0.06, abs=1e-6)
+    assert bool(s.loc["none", "picked"]) and not bool(s.loc["none_b100", "picked"])
+    run_aggregate(p, tmp_path)
+    md = (tmp_path / "reports/study/aggregate.md").read_text()
+    assert "## Beta calibration" in md and "w/o anchor, beta 100" not in md.split("## Beta calibration")[0]
+
+
+def test_aggregate_refuses_records_of_two_base_models(tmp_path):
+    from seppo.study.records import load_records
+
+    p = parse_params(STUDY)
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1})
+    f = tmp_path / "reports/study/runs/sign__seed1.json"
+    r = json.loads(f.read_text())
+    r["checkpoints"]["base"]["shapeland_utility"]["per_prompt"][0] += 0.01  # another machine's theta_0
+    r["experiment"]["machine"] = "Intel, AVX-512"
+    f.write_text(json.dumps(r))
+    with pytest.raises(ValueError, match=r"sign__seed1 was evaluated against another base model.*AVX-512"):
+        run_aggregate(p, tmp_path)
+    assert len(load_records(tmp_path / "reports/study")) == 5
+
+
+def test_auc_summary_resamples_runs_and_counts_cells_below_chance():
+    from seppo.study.aggregate import auc_summary
+
+    def rec(v, s, aucs, ci=None):
+        return {"variant": v, "seed": s, "round_metrics": {
+            str(k + 1): {"loss_draw_auc": a, "loss_draw_auc_ci95": ci, "anchor_draws": 0, "criterion": "none"}
+            for k, a in enumerate(aucs)}}
+
+    t = auc_summary([rec("a", 0, [0.4, 0.4], [0.3, 0.45]), rec("a", 1, [0.5, 0.5], [0.45, 0.55])], 500, 0)
+    row = t.set_index("statistic").loc["loss_draw_auc"]
+    assert row["mean"] == pytest.approx(0.45) and row["runs"] == 2 and row["cells"] == 4
+    assert row["ci_low"] == pytest.approx(0.4) and row["ci_high"] == pytest.approx(0.5)  # two runs: 0.4, 0.45 or 0.5
+    assert row["cells_ci_below_half"] == 2 and row["cells_ci_above_half"] == 0
+    assert "anchor_auc_k" not in set(t.statistic)  # no multi-draw run

@@ -184,6 +184,71 @@ def beta_markdown(sweep: pd.DataFrame) -> list[str]:
     return md + [""]
 
 
+# per-round statistics ranked against the oracle label (u_reference > u_winner): which runs log each
+AUC_STATS = {
+    "loss_draw_auc": "the paper's anchor, one draw (the loss's own), every SePPO run",
+    "anchor_auc_k": "the anchor averaged over K own draws (runs with train.anchor_draws >= 2, sign/indicator/soft)",
+    "implicit_auc": "the implicit reward D_r - D_w on the loss's draw, every SePPO run",
+    "winner_only_auc": "-u_winner alone (no model: how much of the label is the winner's own quality)",
+}
+
+
+def auc_summary(records: list[dict], n_boot: int, seed: int) -> pd.DataFrame:
+    """Each oracle AUC over every (run, round) cell that logs it: the mean over cells, with a 95% CI from resampling
+    whole runs (a run's rounds share a policy, so they are not independent), and the share of cells whose own
+    95% CI (over positions) lies below / above 0.5 where the trainer wrote one."""
+    rows = []
+    for key, what in AUC_STATS.items():
+        per_run, below, above, n_ci = [], 0, 0, 0
+        for r in records:
+            vals = []
+            for m in (r.get("round_metrics") or {}).values():
+                multi = (m.get("anchor_draws") or 0) >= 2 and m.get("criterion") in ("sign", "indicator", "soft")
+                src = "anchor_auc" if key == "anchor_auc_k" else key
+                if m.get(src) is None or (key == "anchor_auc_k" and not multi):
+                    continue
+                vals.append(float(m[src]))
+                ci = m.get(f"{src}_ci95")
+                if ci:
+                    n_ci += 1
+                    below += ci[1] < 0.5
+                    above += ci[0] > 0.5
+            if vals:
+                per_run.append(vals)
+        if not per_run:
+            continue
+        rng = np.random.default_rng(seed)
+        means = np.array([np.mean(v) for v in per_run])
+        sizes = np.array([len(v) for v in per_run])
+        boot = []
+        for _ in range(n_boot):
+            i = rng.integers(0, len(per_run), len(per_run))
+            boot.append(float(np.sum(means[i] * sizes[i]) / np.sum(sizes[i])))
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        rows.append({"statistic": key, "what": what, "runs": len(per_run), "cells": int(sizes.sum()),
+                     "mean": float(np.sum(means * sizes) / sizes.sum()), "ci_low": float(lo), "ci_high": float(hi),
+                     "cells_with_ci": n_ci, "cells_ci_below_half": int(below), "cells_ci_above_half": int(above)})
+    return pd.DataFrame(rows)
+
+
+def auc_markdown(t: pd.DataFrame) -> list[str]:
+    if t.empty:
+        return []
+    md = ["## The anchor against the oracle: AUC over every run and round", "",
+          "AUC of each statistic for the oracle label (the reference sample's ground-truth utility beats its "
+          "winner's; 0.5 = no information, below 0.5 = ranks the wrong way). Mean over (run, round) cells, 95% CI "
+          "resampling whole runs; where the trainer wrote a per-cell CI (over the round's positions), how many "
+          "cells' CIs lie entirely below / above 0.5.", "",
+          "| statistic | runs | cells | AUC | 95% CI (runs) | cells with CI below 0.5 / above 0.5 |",
+          "|---|---|---|---|---|---|"]
+    for r in t.to_dict("records"):
+        cis = (f"{r['cells_ci_below_half']} / {r['cells_ci_above_half']} of {r['cells_with_ci']}"
+               if r["cells_with_ci"] else "not logged (runs before 2026-12-02)")
+        md.append(f"| {r['what']} | {r['runs']} | {r['cells']} | {r['mean']:.3f} | [{r['ci_low']:.3f}, "
+                  f"{r['ci_high']:.3f}] | {cis} |")
+    return md + [""]
+
+
 def check_one_base(records: list[dict], where: Path) -> None:
     """Every record of one study must come from the same theta_0 (paired differences assume it): the base model's
     per-prompt scores are identical in every run. A record made on another machine type, whose pretraining drew
@@ -465,6 +530,11 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
     machines = sorted({str(r.get("experiment", {}).get("machine") or "not recorded") for r in records})
     md += [f"Machine type of the runs: {', '.join(machines)}.", ""]
     md += table_markdown(params, table) + sweep_markdown(sweep) + beta_markdown(betas)
+    aucs = auc_summary(records, st.n_boot, st.seed)
+    if not aucs.empty:
+        with atomic_path(out / "auc_summary.csv") as tmp:
+            aucs.to_csv(tmp, index=False, float_format="%.6f")
+    md += auc_markdown(aucs)
     md += ["## Anchor and oracle diagnostics (mean over seeds)", ""] + oracle_markdown(oracle)
     with atomic_path(out / "aggregate.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")

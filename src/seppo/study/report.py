@@ -38,6 +38,49 @@ def _cell(t: pd.DataFrame, variant: str, metric: str, K: int) -> str:
     return f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] (n={int(r['n_seeds'])})"
 
 
+def _paper_variants(params: Params, t: pd.DataFrame, K: int) -> dict[str, str]:
+    """The paper's row -> the variant that answers it in this study: of the variants with that `paper` key, the one
+    with the most seeds in the table (e.g. `sign` at 2e-4 in one study, at its picked lr 5e-5 in another)."""
+    out: dict[str, str] = {}
+    seeds = t[t["round"] == K].groupby("variant")["n_seeds"].max().to_dict()
+    for name, v in params.study.variants.items():
+        if v.paper and seeds.get(name, 0) > seeds.get(out.get(v.paper), 0):
+            out[v.paper] = name
+    for name, v in params.study.variants.items():  # a row nobody ran still names its variant
+        if v.paper:
+            out.setdefault(v.paper, name)
+    return out
+
+
+def _all_rows(params: Params, t: pd.DataFrame, K: int) -> list[str]:
+    """Every multi-seed row of the study on the ground truth (or the first scorer): mean, and the paired
+    differences against study.compare_to, with their two-level CIs."""
+    from .aggregate import one_seed_points
+
+    metric = "shapeland_utility" if "shapeland_utility" in set(t.metric) else sorted(set(t.metric))[0]
+    g = t[(t.metric == metric) & (t["round"] == K) & ~t.variant.isin(one_seed_points(params))]
+    refs = [c for c in params.study.compare_to if f"diff_vs_{c}" in g.columns]
+    head = ["variant", "n", "lr", "mean [95% CI]", "win rate vs base [95% CI]"] + [f"- {c} [95% CI]" for c in refs]
+    md = [f"Every row of this study on {OUR_SCALES.get(metric, metric)}, round {K} (n = training seeds; paired "
+          "differences on seed and prompt):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def ci(r, a, b):
+        return "" if pd.isna(r.get(a, float("nan"))) else f"[{r[a]:.3f}, {r[b]:.3f}]"
+
+    for r in g.to_dict("records"):
+        cells = [r["label"], "shared" if r.get("seeds") == "shared" else str(int(r["n_seeds"])),
+                 "" if pd.isna(r.get("lr")) else f"{r['lr']:g}",
+                 f"{r['mean']:.3f} {ci(r, 'ci_low', 'ci_high')}",
+                 "" if pd.isna(r.get("win_rate_vs_base", float("nan"))) else
+                 f"{r['win_rate_vs_base']:.3f} {ci(r, 'win_ci_low', 'win_ci_high')}"]
+        for c in refs:
+            d = r.get(f"diff_vs_{c}")
+            cells.append("" if d is None or pd.isna(d) else
+                         f"{d:+.3f} {ci(r, f'diff_vs_{c}_ci_low', f'diff_vs_{c}_ci_high')}")
+        md.append("| " + " | ".join(cells) + " |")
+    return md + [""]
+
+
 def study_section(params: Params, root: Path = Path(".")) -> list[str]:
     """Markdown lines of the Study section; [] when there is no aggregate under study.out."""
     out = root / params.study.out
@@ -56,18 +99,24 @@ def study_section(params: Params, root: Path = Path(".")) -> list[str]:
           "orderings and differences, not levels.", "",
           "| paper row | " + PAPER_SCALE + " | our variant | "
           + " | ".join(OUR_SCALES[m] for m in metrics) + " |", "|" + "---|" * (3 + len(metrics))]
-    by_paper = {v.paper: name for name, v in params.study.variants.items() if v.paper}
+    by_paper = _paper_variants(params, t, K)
     for key, (row, value) in PAPER_ROWS.items():
         name = by_paper.get(key)
         label = params.study.variants[name].label if name else "(no variant)"
         cells = [_cell(t, name, m, K) if name else "" for m in metrics]
         md.append(f"| {row} | {value:.2f} | {label} | " + " | ".join(cells) + " |")
     md.append("")
+    md += _all_rows(params, t, K)
     if (out / "lr_sweep.csv").exists():  # the one-seed lr sweep that picked each method's lr
         from .aggregate import sweep_markdown
 
         md += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
                for line in sweep_markdown(pd.read_csv(out / "lr_sweep.csv"))]
+    if (out / "beta_sweep.csv").exists():  # the one-seed beta calibration
+        from .aggregate import beta_markdown
+
+        md += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
+               for line in beta_markdown(pd.read_csv(out / "beta_sweep.csv"))]
     for m in metrics:
         if (out / f"curves_{m}.png").exists():
             md.append(f"![study_{m}]({(out / f'curves_{m}.png').relative_to(root / 'reports')})")
