@@ -447,3 +447,14 @@ def test_auc_summary_resamples_runs_and_counts_cells_below_chance():
     assert row["ci_low"] == pytest.approx(0.4) and row["ci_high"] == pytest.approx(0.5)  # two runs: 0.4, 0.45 or 0.5
     assert row["cells_ci_below_half"] == 2 and row["cells_ci_above_half"] == 0
     assert "anchor_auc_k" not in set(t.statistic)  # no multi-draw run
+
+
+def test_study_can_be_limited_to_some_seeds(tmp_path):
+    from seppo.study.runner import run_study
+
+    p = parse_params(STUDY)
+    _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1})
+    res = run_study(tmp_path, p, seeds=[1], replan=False, echo=lambda m: None)
+    assert res["ran"] == [] and res["skipped"] == ["none__seed1", "sign__seed1"]
+    res = run_study(tmp_path, p, seeds=[2], only=["none"], replan=False, echo=lambda m: None)
+    assert res["skipped"] == ["none__seed2"]

@@ -419,6 +419,8 @@ def study(
     root: Path = typer.Option(Path("."), help="The DVC project (its pipeline has run: shared stages cached)."),
     jobs: int = typer.Option(0, help="Experiments at once; 0 = study.jobs (<= 2 on a 2-core machine)."),
     only: list[str] = typer.Option([], "--only", help="Run only these variants (repeatable)."),
+    seed: list[int] = typer.Option([], "--seed", help="Run only these training seeds (repeatable; a budget's "
+                                   "first pass, e.g. every new variant on seed 0 before their other seeds)."),
     aggregate_only: bool = typer.Option(False, "--aggregate-only",
                                         help="Recompute the aggregate from the per-run records; run nothing."),
     no_replan: bool = typer.Option(False, "--no-replan", help="Keep the project's dvc.yaml as it is."),
@@ -442,7 +444,7 @@ def study(
             _show(run_aggregate(p, root))
         else:
             _show(run_study(root, p, jobs or None, only or None, replan=not no_replan,
-                            echo=lambda m: typer.echo(m, err=True)))
+                            echo=lambda m: typer.echo(m, err=True), seeds=seed or None))
 
 
 @app.command("check-params")

@@ -249,7 +249,7 @@ def _execute(root: Path, name: str, cmd: list[str], threads: int | None, log_dir
 
 def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | None = None,
               only: list[str] | None = None, replan: bool = True,
-              echo: Callable[[str], None] = print) -> dict:
+              echo: Callable[[str], None] = print, seeds: list[int] | None = None) -> dict:
     """Run what is missing of the matrix, then aggregate. Returns what ran, what was skipped."""
     from .aggregate import run_aggregate
     from ..config import load_params
@@ -258,7 +258,7 @@ def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | 
     params = params or load_params(root / "params.yaml")
     st = params.study
     out = root / st.out
-    runs = [r for r in plan_runs(params) if not only or r.variant in only]
+    runs = [r for r in plan_runs(params) if (not only or r.variant in only) and (not seeds or r.seed in seeds)]
     unknown = sorted(set(only or []) - set(st.variants))
     if unknown:
         raise StudyError(f"--only names unknown variants {unknown}; variants: {sorted(st.variants)}")
