@@ -404,12 +404,12 @@ def test_beta_points_get_their_own_table_with_round_one_calibration_and_a_pick(t
     _write_runs(tmp_path, p, {"none": 0.05, "sign": 0.1, "none_b100": 0.02})
     recs = load_records(tmp_path / "reports/study")
     for r in recs:  # crafted round-1 calibration: beta 100 is unsaturated, beta 2000 saturated
-        r["round_metrics"]["1"].update(logit_abs_median_first_update=0.3 if r["variant"] == "none_b100" else 12.0,
+        r["round_metrics"]["1"].update(logit_abs_median=0.3 if r["variant"] == "none_b100" else 12.0,
                                        share_saturated=0.0 if r["variant"] == "none_b100" else 0.9)
     s = beta_sweep(p, recs).set_index("variant")
     assert set(s.index) == {"none", "none_b100"} and set(s.seed) == {0}
     assert s.loc["none_b100", "beta"] == 100.0 and s.loc["none", "beta"] == p.train.beta
-    assert s.loc["none_b100", "r1_logit_abs_median_first_update"] == 0.3 and s.loc["none", "r1_share_saturated"] == 0.9
+    assert s.loc["none_b100", "r1_logit_abs_median"] == 0.3 and s.loc["none", "r1_share_saturated"] == 0.9
     # paired on the prompts of seed 0: round 2 differs by 2 * (0.02 - 0.05) exactly; the larger beta is picked
     assert s.loc["none_b100", "diff_vs_main"] == pytest.approx(-0.06, abs=1e-6)
     assert bool(s.loc["none", "picked"]) and not bool(s.loc["none_b100", "picked"])

@@ -98,8 +98,8 @@ def one_seed_points(params: Params) -> set[str]:
 
 
 # per-round keys of the beta table: how saturated the loss is, and what it does to the ground truth
-CALIBRATION_KEYS = ("logit_abs_median_first_update", "share_saturated", "share_clipped", "grad_norm_median",
-                    "mean_implicit_acc")
+CALIBRATION_KEYS = ("logit_abs_median", "share_saturated", "share_clipped", "grad_norm_median", "mean_implicit_acc",
+                    "mean_loss")
 
 
 def beta_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
@@ -160,23 +160,26 @@ def beta_markdown(sweep: pd.DataFrame) -> list[str]:
         return []
     K = int(sweep["final_round"].iloc[0])
     seed, metric = int(sweep["seed"].iloc[0]), sweep["metric"].iloc[0]
-    head = ["method", "lr", "beta", "median abs logit, round 1 start", "saturated (abs logit > 5)",
-            "clipped updates", "median grad norm", "implicit acc.", "round 1", f"round {K}",
-            f"round {K} - method's beta", "95% CI"]
+    head = ["method", "lr", "beta", "median abs logit", "saturated (abs logit > 5)", "clipped updates",
+            "median grad norm", "implicit acc.", "mean loss", "round 1", f"round {K}", f"round {K} - method's beta",
+            "95% CI"]
     md = ["## Beta calibration (one training seed)", "",
           f"Each method at other betas on training seed {seed} only, each at its own lr. Round-1 diagnostics of the "
-          "loss -log sigmoid(logit), logit = -0.5 beta (D_w - s D_r) with per-element mean errors: the median "
-          "abs(logit) over the first update's samples, the share of samples with abs(logit) > 5 (saturated: "
-          "sigmoid within 0.7% of 0 or 1) and of updates whose gradient norm exceeded the clip (max_grad_norm) "
-          f"over the round. Then {metric} (mean over prompts) after round 1 and round {K}; differences paired on "
-          f"prompts (95% CI over prompts only: one seed). Picked beta (bold): the best round {K}.", "",
+          "loss -log sigmoid(logit), logit = -0.5 beta (D_w - s D_r) with per-element mean errors, over the round's "
+          "960 samples (at its first update the logit is 0 by construction: the policy is the reference): the "
+          "median abs(logit), the share of samples with abs(logit) > 5 (saturated: sigmoid within 0.7% of 0 or 1, "
+          "a vanishing gradient for the pair ranked right), the share of updates whose gradient norm exceeded the "
+          "clip (max_grad_norm 1) and their median norm, implicit accuracy and the mean loss (log 2 = 0.693 at an "
+          f"uninformative logit). Then {metric} (mean over prompts) after round 1 and round {K}; differences paired "
+          f"on prompts (95% CI over prompts only: one seed). Picked beta (bold): the best round {K}.", "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sweep.to_dict("records"):
         d = r.get("diff_vs_main")
         beta = f"{r['beta']:g}"
         cells = [r["label"], f"{r['lr']:g}", f"**{beta}**" if r["picked"] else beta,
-                 _f(r.get("r1_logit_abs_median_first_update"), 2), _f(r.get("r1_share_saturated")),
+                 _f(r.get("r1_logit_abs_median"), 2), _f(r.get("r1_share_saturated")),
                  _f(r.get("r1_share_clipped")), _f(r.get("r1_grad_norm_median"), 1), _f(r.get("r1_mean_implicit_acc")),
+                 _f(r.get("r1_mean_loss")),
                  _f(r.get("round_1")), _f(r.get(f"round_{K}")),
                  "(its beta)" if d is None or pd.isna(d) else f"{d:+.3f}",
                  "" if d is None or pd.isna(d) else f"[{_f(r['diff_ci_low'])}, {_f(r['diff_ci_high'])}]"]
