@@ -184,7 +184,9 @@ def test_sft_rounds_write_no_position_record_and_dpo_calibration_by_hand():
     assert c["share_saturated"] == 0.5 and c["share_clipped"] == 0.5 and c["grad_norm_median"] == 1.75
 
 
-def test_probe_of_identical_checkpoints_sees_no_gap_and_ranks_at_chance(shapeland_project, tmp_path):  # noqa: F811
+def test_probe_of_identical_checkpoints_sees_no_gap_and_ranks_at_chance(shapeland_project, tmp_path,
+                                                                        monkeypatch):  # noqa: F811
+    from seppo.evaluation.scorers import base as scorers
     from seppo.training.probe import run_probe
 
     root = fresh(shapeland_project, tmp_path)
@@ -205,6 +207,11 @@ def test_probe_of_identical_checkpoints_sees_no_gap_and_ranks_at_chance(shapelan
     first = (out / "round_1.json").read_bytes()
     run_probe(cfg, 1, Layout(root), root / "data/cache", base, base, draws=3, out=out)
     assert (out / "round_1.json").read_bytes() == first
+    # with a scorer, the reward criterion's statistic is ranked too (here a scorer that prefers every reference sample)
+    monkeypatch.setitem(scorers.REGISTRY, "pickscore_x100", lambda *a: _OrderScorer("pickscore_x100", (0.0, 1.0)))
+    s = run_probe(cfg, 1, Layout(root), root / "data/cache", base, base, draws=3, out=out, scorer="pickscore_x100")
+    pos = pd.read_parquet(out / "round_1_positions.parquet")
+    assert (pos.r_reference - pos.r_winner == 1.0).all() and "reward_pickscore_x100" in s["auc"]
     # a trained policy is not the reference: its gaps are not all zero
     run_train(cfg, 1, Layout(root), root / "data/cache")
     run_probe(cfg, 1, Layout(root), root / "data/cache", root / "models/round_1", base, draws=3, out=out)

@@ -284,6 +284,8 @@ def probe(
     seed: int = typer.Option(0, help="Seed of the probe's draws and of the AUC bootstrap."),
     out: Path = typer.Option(Path("reports/probe"), help="Folder of round_k.json and round_k_positions.parquet."),
     cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
+    scorer: str = typer.Option(None, help="Also rank by this preference scorer (an evaluate.scorers name, weights "
+                               "from evaluate.models): the reward criterion's statistic."),
 ) -> None:
     """The anchor's and the implicit reward's statistics at fixed checkpoints, averaged over many draws per position
     of round k, against the embedded world's oracle (AUC with a bootstrap CI): is the statistic uninformative, or
@@ -291,8 +293,10 @@ def probe(
     from .training.plan import Layout
     from .training.probe import run_probe
 
-    _show(run_probe(_params(params).train, round_k, Layout(root), root / cache_dir, policy, reference, draws,
-                    root / out if not out.is_absolute() else out, seed, positions))
+    p = _params(params)
+    _show(run_probe(p.train, round_k, Layout(root), root / cache_dir, policy, reference, draws,
+                    root / out if not out.is_absolute() else out, seed, positions, scorer=scorer,
+                    scorer_models=p.evaluate.models.model_dump()))
 
 
 @app.command("eval-generate")

@@ -10,6 +10,7 @@ draws, and reports per position
   with the noise of one draw averaged away);
 - implicit_mean, implicit_se: the implicit-reward gap r(x_w) - r(x_r) = D_r - D_w on the same draws;
 - gap_draw0: the first draw alone (what the paper's single-draw anchor sees);
+- with ``scorer``: r_winner, r_reference, the preference scorer's scores (the reward criterion's statistic);
 
 and the AUC of each against the oracle label (u_reference > u_winner), with a bootstrap CI over positions.
 If the averaged, drift-free gap still ranks at ~0.5 (or below), the statistic itself carries no
@@ -50,7 +51,7 @@ def _draws(seed: int, k: int, start: int, n: int, draws: int, shape, T: int, off
 
 def run_probe(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, policy: Path, reference: Path | None,
               draws: int, out: Path, seed: int = 0, max_positions: int | None = None, batch: int = 16,
-              n_boot: int = 1000) -> dict:
+              n_boot: int = 1000, scorer: str | None = None, scorer_models: dict | None = None) -> dict:
     import torch
     from diffusers import DDPMScheduler
 
@@ -98,6 +99,15 @@ def run_probe(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, policy:
                           "u_winner": truth["u_winner"].to_numpy()[:n],
                           "u_reference": truth["u_reference"].to_numpy()[:n],
                           "oracle_flip": truth["oracle_flip"].to_numpy()[:n].astype(bool)})
+    if scorer:  # the reward criterion's statistic: the scorer's preference, decoded through the reference's VAE
+        from diffusers import AutoencoderKL
+
+        from .reference_samples import reward_scores
+
+        vae = AutoencoderKL.from_pretrained(reference, subfolder="vae").eval()
+        caps = [cache.captions[c] for c in cache.caption_id[rows[:n]]]
+        r = reward_scores(scorer, scorer_models or {}, vae, cache.latents(rows[:n]), z_r[:n].float(), caps)
+        table["r_winner"], table["r_reference"] = r["r_winner"].to_numpy(), r["r_reference"].to_numpy()
     label = table["oracle_flip"].to_numpy()
 
     def scored(score: np.ndarray) -> dict:
@@ -112,7 +122,9 @@ def run_probe(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, policy:
         "auc": {"anchor_gap_mean": scored(-table["gap_mean"].to_numpy()),
                 "anchor_gap_one_draw": scored(-table["gap_draw0"].to_numpy()),
                 "implicit_gap_mean": scored(-table["implicit_mean"].to_numpy()),
-                "winner_utility_only": scored(-table["u_winner"].to_numpy())},
+                "winner_utility_only": scored(-table["u_winner"].to_numpy()),
+                **({f"reward_{scorer}": scored((table["r_reference"] - table["r_winner"]).to_numpy())}
+                   if scorer else {})},
         "share_gap_resolved_2se": float(np.mean(np.abs(table["gap_mean"]) > 2 * table["gap_se"])),
         "mean_gap": float(table["gap_mean"].mean()),
     }
