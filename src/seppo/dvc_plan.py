@@ -175,7 +175,9 @@ def build(params: Params) -> dict:
         + [f"runs/round_{k}/live" for k in range(1, K + 1)]
         # the Study section appears once `seppo study` has written its aggregate (committed with the runs)
         + ([f"{params.study.out}/aggregate.csv"] if study_done else [])
-        + ([f"{params.study.out}/lr_sweep.csv"] if Path(params.study.out, "lr_sweep.csv").exists() else []),
+        + [f"{params.study.out}/{f}" for f in ("lr_sweep.csv", "beta_sweep.csv", "auc_summary.csv")
+           if Path(params.study.out, f).exists()]
+        + (["reports/probe/round_1.json"] if Path("reports/probe/round_1.json").exists() else []),
         "params": _params("report", params),
         "outs": [{"reports/report.md": dict(NOT_CACHED)}, {"reports/report.html": dict(NOT_CACHED)},
                  {"reports/figures": dict(NOT_CACHED)}]}

@@ -246,7 +246,7 @@ def auc_markdown(t: pd.DataFrame) -> list[str]:
           "|---|---|---|---|---|---|"]
     for r in t.to_dict("records"):
         cis = (f"{r['cells_ci_below_half']} / {r['cells_ci_above_half']} of {r['cells_with_ci']}"
-               if r["cells_with_ci"] else "not logged (runs before 2026-12-02)")
+               if r["cells_with_ci"] else "no per-cell CI (a statistic without one, or runs before 2026-12-02)")
         md.append(f"| {r['what']} | {r['runs']} | {r['cells']} | {r['mean']:.3f} | [{r['ci_low']:.3f}, "
                   f"{r['ci_high']:.3f}] | {cis} |")
     return md + [""]

@@ -81,6 +81,29 @@ def _all_rows(params: Params, t: pd.DataFrame, K: int) -> list[str]:
     return md + [""]
 
 
+def _probe_lines(root: Path) -> list[str]:
+    """`seppo probe` of round 1 (fixed checkpoints, many draws per position), when it was run and committed."""
+    import json
+
+    path = root / "reports/probe/round_1.json"
+    if not path.exists():
+        return []
+    p = json.loads(path.read_text())
+    names = {"anchor_gap_mean": f"the anchor's gap, mean of {p['draws']} draws",
+             "anchor_gap_one_draw": "the anchor's gap, one draw (the paper)",
+             "implicit_gap_mean": f"the implicit reward D_r - D_w, mean of {p['draws']} draws",
+             "winner_utility_only": "-u_winner alone (no model)"}
+    md = ["### Probe at fixed checkpoints (`seppo probe`, reports/probe/round_1.json)", "",
+          f"Policy `{p['policy']}` vs reference `{p['reference']}` on round 1's {p['positions']} positions, "
+          f"{p['draws']} own (noise, t) draws each (seed {p['seed']}); AUC against the oracle label, 95% CI over "
+          "positions (bootstrap). No drift and no feedback from the statistic's own flips: this is what the "
+          "statistic knows.", "", "| statistic | AUC | 95% CI |", "|---|---|---|"]
+    for key, v in p["auc"].items():
+        label = names.get(key, key.replace("reward_", "the preference scorer ") + " (reward criterion)")
+        md.append(f"| {label} | {v['auc']:.3f} | [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] |")
+    return md + [""]
+
+
 def study_section(params: Params, root: Path = Path(".")) -> list[str]:
     """Markdown lines of the Study section; [] when there is no aggregate under study.out."""
     out = root / params.study.out
@@ -117,6 +140,17 @@ def study_section(params: Params, root: Path = Path(".")) -> list[str]:
 
         md += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
                for line in beta_markdown(pd.read_csv(out / "beta_sweep.csv"))]
+    if (out / "auc_summary.csv").exists():
+        from .aggregate import auc_markdown
+
+        md += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
+               for line in auc_markdown(pd.read_csv(out / "auc_summary.csv"))]
+    md += _probe_lines(root)
+    others = sorted(p.parent for p in (root / "reports/study").glob("**/aggregate.md") if p.parent != out)
+    if others:
+        md += ["Other study folders (one per theta_0: runs of another machine type train another base model, so "
+               "their rows are not paired with these): "
+               + ", ".join(f"`{o.relative_to(root)}/aggregate.md`" for o in others) + ".", ""]
     for m in metrics:
         if (out / f"curves_{m}.png").exists():
             md.append(f"![study_{m}]({(out / f'curves_{m}.png').relative_to(root / 'reports')})")
