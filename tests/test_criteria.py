@@ -175,7 +175,7 @@ def test_reward_flips_where_the_scorer_prefers_the_reference_sample(shapeland_pr
     assert settings["reward"]["scorer"] == "pickscore_x100" and settings["reward"]["flip_rate"] == float(flipped)
 
 
-def test_sft_rounds_write_no_position_record_and_dpo_calibration_by_hand():
+def test_loss_calibration_by_hand():
     # crafted: 2 updates of 2 positions; |logit| = 1, 6, 0.5, 10; grad norms 0.5 and 3 against a clip of 1
     records = {"logit": np.array([1.0, -6.0, 0.5, 10.0])}
     history = [{"grad_norm": 0.5}, {"grad_norm": 3.0}]
@@ -230,8 +230,9 @@ def test_reward_makes_refsamples_depend_on_the_scorer_and_only_then():
     plain = build(parse_params({"train": {"criterion": "none"}, "evaluate": {"models": models}}))["stages"]
     assert "models/pickscore" not in plain["refsamples_1"]["deps"]
     assert "train.criterion" not in plain["refsamples_1"]["params"]  # round 1's samples stay shared by criteria
+    # declared whatever the loss: a study varies train.loss with -S on one planned dvc.yaml
     sft = build(parse_params({"train": {"loss": "sft"}}))["stages"]
-    assert not any("positions" in str(o) for o in sft["train_1"]["outs"])
+    assert "runs/round_1/positions.parquet" in sft["train_1"]["outs"]
 
 
 def test_reward_through_the_real_pickscore_code_path(shapeland_project, tiny_clip, tmp_path):  # noqa: F811
@@ -258,3 +259,10 @@ def test_reward_through_the_real_pickscore_code_path(shapeland_project, tiny_cli
     expected = np.where(rewards.r_reference - rewards.r_winner > 0, -1.0, 1.0)
     np.testing.assert_array_equal(pos.s, expected)
     np.testing.assert_allclose(pos.anchor_gap, rewards.r_winner - rewards.r_reference, rtol=1e-6)
+
+
+def test_an_sft_round_writes_its_positions_with_empty_pair_columns(shapeland_project, tmp_path):  # noqa: F811
+    root = fresh(shapeland_project, tmp_path)
+    summary, pos = _round(TrainConfig(**{**TINY, "updates_per_round": 2, "loss": "sft"}), root)
+    assert list(pos.position) == [0, 1, 2, 3] and set(pos.criterion) == {"sft"}
+    assert pos[["s", "d_w", "logit"]].isna().all().all() and "logit_abs_median" not in summary

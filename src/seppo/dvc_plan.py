@@ -67,9 +67,10 @@ def _local_model_deps(params: Params) -> list[str]:
     return local_weight_paths(params.evaluate.scorers, params.evaluate.models.model_dump())
 
 
-def _positions_out(loss: str, path: str) -> list[str]:
-    """A preference round's per-position records (sft has no pair, so no record)."""
-    return [] if loss == "sft" else [path]
+def _positions_out(path: str) -> list[str]:
+    """A round's per-position records: declared whatever train.loss is, because the study varies the loss with
+    `dvc exp run -S` on a dvc.yaml planned once (an SFT round writes the file with its pair columns empty)."""
+    return [path]
 
 
 def _reward_model_deps(params: Params) -> list[str]:
@@ -148,7 +149,7 @@ def build(params: Params) -> dict:
             "deps": [f"runs/round_{k}/reference.json", f"data/refsamples/round_{k}", "data/cache", *bank,
                      *_code("train")],
             "params": _params("train", params),
-            "outs": [_ckpt(k), *_positions_out(params.train.loss, f"runs/round_{k}/positions.parquet"),
+            "outs": [_ckpt(k), *_positions_out(f"runs/round_{k}/positions.parquet"),
                      {f"runs/round_{k}/live": dict(NOT_CACHED)}],
             "metrics": _timed(f"reports/metrics/round_{k}.json")}
     names = ["base"] + [f"round_{k}" for k in range(1, K + 1)]
@@ -280,7 +281,7 @@ def build_video(params: Params) -> dict:
                 "cmd": f"{launch} video-train {arg}",
                 "deps": [str(lay.selection(k)), *ref, "data/video_cache", *bank, *_code("video_train")],
                 "params": _params("video_train", params),
-                "outs": [str(lay.checkpoint(k)), *_positions_out(arm, str(lay.positions(k))),
+                "outs": [str(lay.checkpoint(k)), *_positions_out(str(lay.positions(k))),
                          {str(lay.live(k)): dict(NOT_CACHED)}],
                 "metrics": _timed(str(lay.metrics(k)))})
             evals.append((_video_name(arm, k), str(lay.checkpoint(k))))

@@ -391,8 +391,7 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, trainab
     if acc.is_main_process:
         _save_checkpoint(acc.unwrap_model(run.policy), run.optimizer, cfg, run.policy_dir, layout.checkpoint(k),
                          summary)
-        if cfg.loss != "sft":
-            _write_positions(run)
+        _write_positions(run)  # every loss: the stage's outputs must not depend on a -S override of train.loss
         write_json(layout.metrics(k), summary)
         write_json(layout.timing(k), _timing(run, time.perf_counter() - t_start, resumed_at))
         shutil.rmtree(layout.state(k), ignore_errors=True)
@@ -441,7 +440,8 @@ def loss_calibration(records: dict, history: list[dict], max_grad_norm: float, p
 
 def _write_positions(run: _Run) -> None:
     """The round's per-position records (runs/<prefix>round_k/positions.parquet, a DVC output): what the anchor
-    saw and decided at each position, with the truth where the world has one (oracle.position_table)."""
+    saw and decided at each position, with the truth where the world has one (oracle.position_table). An SFT
+    round has no pair: its rows say which winner was trained on when, the pair's columns are NaN."""
     from .reference_samples import REWARD_FILE
 
     b = run.batches
