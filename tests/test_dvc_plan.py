@@ -37,8 +37,8 @@ def test_every_output_is_produced_by_exactly_one_stage():
     assert len(outs) == len(set(outs))
     produced = set(outs)
     for name, s in stages.items():  # every data dep is produced upstream (or is source code, or the
-        for d in s["deps"]:          # study's aggregate, which `seppo study` writes outside the graph)
-            if not d.startswith(("src/", "reports/study/")):
+        for d in s["deps"]:          # study's aggregate / the probe, which `seppo study` / `seppo probe` write
+            if not d.startswith(("src/", "reports/study/", "reports/probe/")):  # outside the graph
                 assert any(d == o or d.startswith(o + "/") for o in produced), (name, d)
 
 
