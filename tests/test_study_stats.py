@@ -2,6 +2,8 @@
 
 import json
 
+import yaml
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -458,3 +460,22 @@ def test_study_can_be_limited_to_some_seeds(tmp_path):
     assert res["ran"] == [] and res["skipped"] == ["none__seed1", "sign__seed1"]
     res = run_study(tmp_path, p, seeds=[2], only=["none"], replan=False, echo=lambda m: None)
     assert res["skipped"] == ["none__seed2"]
+
+
+def test_the_study_plans_for_the_conditional_reads_of_its_runs(tmp_path):
+    from seppo.dvc_plan import build
+    from seppo.study.runner import plan_branches, planned_rounds
+
+    d = json.loads(json.dumps(STUDY))
+    d["study"]["variants"]["reward"] = {"label": "reward", "overrides": {"train.criterion": "reward"}}
+    p = parse_params(d)
+    runs = plan_runs(p)
+    assert plan_branches([r for r in runs if r.variant != "reward"]) == {}
+    assert plan_branches(runs) == {"criterion": "reward"}
+    # the plan every run shares makes refsamples depend on the criterion: a reward run cannot restore a none run's
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    with planned_rounds(tmp_path, p, 2, True, plan_branches(runs)):
+        stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
+        assert "train.criterion" in stages["refsamples_1"]["params"]
+    assert (tmp_path / "dvc.yaml").read_text() == "stages: {}\n"
+    assert "train.criterion" not in build(p)["stages"]["refsamples_1"]["params"]

@@ -110,8 +110,25 @@ def exp_command(run: Run, target: str, mode: str = "--temp") -> list[str]:
     return [_bin("dvc"), "exp", "run", mode, "--name", run.name, *_set_args(run.overrides), target]
 
 
+def plan_branches(runs: list[Run]) -> dict[str, Any]:
+    """train.* settings under which the one dvc.yaml every run shares must be planned: a stage declares some keys
+    only under some settings (stages.conditional_reads), and a run sets them with -S on that plan. Planned without
+    them, refsamples would not declare train.criterion, and a `reward` run would restore the reference samples of
+    a `none` run from DVC's run cache, without their reward scores."""
+    crits = {r.overrides.get("train.criterion") for r in runs}
+    out: dict[str, Any] = {}
+    if "reward" in crits:
+        out["criterion"] = "reward"  # its reads include the oracle criteria's
+    elif crits & {"oracle", "oracle_drop"}:
+        out["criterion"] = "oracle"
+    if any(r.overrides.get("train.reference_errors") == "precomputed" for r in runs):
+        out["reference_errors"] = "precomputed"
+    return out
+
+
 @contextlib.contextmanager
-def planned_rounds(root: Path, params: Params, rounds: int, replan: bool) -> Iterator[None]:
+def planned_rounds(root: Path, params: Params, rounds: int, replan: bool,
+                   branches: dict[str, Any] | None = None) -> Iterator[None]:
     """dvc.yaml planned for the study's rounds while the study runs; the original restored afterwards.
 
     The original is backed up once under .dvc/tmp (ignored by git): a study killed here leaves the
@@ -123,7 +140,8 @@ def planned_rounds(root: Path, params: Params, rounds: int, replan: bool) -> Ite
         yield
         return
     dvc_yaml, backup = root / "dvc.yaml", root / DVC_YAML_BACKUP
-    data = parse_params(params.model_dump() | {"train": params.train.model_dump() | {"rounds": rounds}})
+    data = parse_params(params.model_dump() | {"train": params.train.model_dump() | (branches or {})
+                                               | {"rounds": rounds}})
     text = render(data)
     if not backup.exists() and dvc_yaml.exists():
         backup.parent.mkdir(parents=True, exist_ok=True)
@@ -286,7 +304,7 @@ def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | 
     failed: list[str] = []
     if todo:
         # a failing run does not stop the others (their records are kept); all failures are raised at the end
-        with planned_rounds(root, params, st.rounds, replan), ThreadPoolExecutor(jobs) as pool:
+        with planned_rounds(root, params, st.rounds, replan, plan_branches(todo)), ThreadPoolExecutor(jobs) as pool:
             shared = shared_command(params)
             if shared:
                 echo(f"study: shared stages ({', '.join(st.shared)}) computed once, every core")
