@@ -55,39 +55,44 @@ def _method_key(v, *, but_beta: bool = False) -> str:
     return json.dumps([over, v.lr if but_beta else None], sort_keys=True, default=str)
 
 
-def beta_points(params: Params) -> dict[str, str]:
-    """Beta-sweep point -> its method's main variant: trained variants with the same overrides and lr as another,
-    differing only in train.beta (the main one: most seeds, then table order)."""
+def _points(params: Params, but_beta: bool) -> dict[str, str]:
+    """Sweep point -> its method's main variant: trained variants that share a method key with another. The main
+    one is the variant with the most seeds (the first in table order on a tie)."""
     st = params.study
     names = list(st.variants)
     groups: dict[str, list[str]] = {}
     for n, v in st.variants.items():
         if v.train and not v.pending:
-            groups.setdefault(_method_key(v, but_beta=True), []).append(n)
+            groups.setdefault(_method_key(v, but_beta=but_beta), []).append(n)
     out = {}
     for members in groups.values():
-        betas = {st.variants[n].overrides.get("train.beta", params.train.beta) for n in members}
-        if len(betas) < 2:
+        if but_beta and len({st.variants[n].overrides.get("train.beta", params.train.beta) for n in members}) < 2:
             continue
         main = min(members, key=lambda n: (-_n_seeds(params, n), names.index(n)))
         out.update({n: main for n in members if n != main})
     return out
 
 
+def beta_points(params: Params) -> dict[str, str]:
+    """Beta-sweep point -> its method's main variant: the same overrides and lr as another, only train.beta differs."""
+    return _points(params, but_beta=True)
+
+
 def sweep_points(params: Params) -> dict[str, str]:
-    """Sweep point -> its method's main variant: trained variants with the same overrides as another, differing
-    only in lr. The main one is the variant with the most seeds (the first in table order on a tie)."""
-    st = params.study
-    names = list(st.variants)
-    groups: dict[str, list[str]] = {}
-    for n, v in st.variants.items():
-        if v.train and not v.pending:
-            groups.setdefault(_method_key(v), []).append(n)
-    out = {}
-    for members in groups.values():
-        main = min(members, key=lambda n: (-_n_seeds(params, n), names.index(n)))
-        out.update({n: main for n in members if n != main})
-    return out
+    """lr-sweep point -> its method's main variant: the same overrides as another, only the lr differs."""
+    return _points(params, but_beta=False)
+
+
+def _methods(points: dict[str, str]) -> dict[str, list[str]]:
+    """Main variant -> [main, its points...] (a sweep's rows, method by method)."""
+    methods: dict[str, list[str]] = {}
+    for point, main in points.items():
+        methods.setdefault(main, [main]).append(point)
+    return methods
+
+
+def _final_round(records: list[dict]) -> int:
+    return max(int(k.rsplit("_", 1)[1]) for r in records for k in r["checkpoints"] if k != "base")
 
 
 def one_seed_points(params: Params) -> set[str]:
@@ -104,18 +109,16 @@ CALIBRATION_KEYS = ("logit_abs_median", "share_saturated", "share_clipped", "gra
 
 def beta_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
     """The one-seed beta calibration: per method (its main variant and its beta points), on the seed they share,
-    the loss's saturation at round 1 (median |logit| at its first update, share of |logit| > 5 and of clipped
-    updates over the round), implicit accuracy, and the sweep metric's mean after round 1 and the final round with
+    the loss's saturation over round 1 (median |logit|, share of |logit| > 5, of clipped updates, median gradient
+    norm, mean loss), implicit accuracy, and the sweep metric's mean after round 1 and the final round with
     the final round's difference to the method's own beta (paired on prompts); `picked` on the best final round."""
     st = params.study
     points = beta_points(params)
     if not points or not records:
         return pd.DataFrame()
     groups = _by_variant(params, records)
-    methods: dict[str, list[str]] = {}
-    for point, main in points.items():
-        methods.setdefault(main, [main]).append(point)
-    rounds = max(int(k.rsplit("_", 1)[1]) for r in records for k in r["checkpoints"] if k != "base")
+    methods = _methods(points)
+    rounds = _final_round(records)
     available = {m for r in records for m in r["checkpoints"].get("round_1", {})}
     metric = next((m for m in SWEEP_METRICS if m in available), sorted(available)[0] if available else None)
     rows = []
@@ -279,10 +282,8 @@ def lr_sweep(params: Params, records: list[dict]) -> pd.DataFrame:
     if not points:
         return pd.DataFrame()
     groups = _by_variant(params, records)
-    methods: dict[str, list[str]] = {}
-    for point, main in points.items():
-        methods.setdefault(main, [main]).append(point)
-    rounds = max(int(k.rsplit("_", 1)[1]) for r in records for k in r["checkpoints"] if k != "base")
+    methods = _methods(points)
+    rounds = _final_round(records)
     rows = []
     for main, members in methods.items():
         seeds = [set(r["seed"] for r in groups.get(n, [])) for n in members]
@@ -356,7 +357,7 @@ def aggregate(params: Params, records: list[dict]) -> tuple[pd.DataFrame, pd.Dat
         return pd.DataFrame(), pd.DataFrame()
     any_rec = next(iter(groups.values()))[0]
     metrics = st.metrics or sorted(any_rec["checkpoints"].get("base", {}))
-    rounds = max(int(k.rsplit("_", 1)[1]) for r in records for k in r["checkpoints"] if k != "base")
+    rounds = _final_round(records)
     base_variants = [n for n, v in st.variants.items() if not v.train]
     for metric in metrics:
         # theta_0 is shared by every run: one row (its per-prompt values are identical across runs)
