@@ -125,7 +125,7 @@ def _train_cmd(root):
 
 
 def test_killed_run_resumes_to_the_same_weights(project, tmp_path):
-    cfg = TrainConfig(**{**TINY, "updates_per_round": 6})
+    cfg = TrainConfig(**{**TINY, "updates_per_round": 6, "log_every": 2})
     roots = []
     for name in ("a", "b"):
         root = fresh(project, tmp_path / name)
@@ -152,7 +152,11 @@ def test_killed_run_resumes_to_the_same_weights(project, tmp_path):
     a, b = unet_state(roots[0] / "models/round_1"), unet_state(roots[1] / "models/round_1")
     assert all(torch.equal(a[n], b[n]) for n in a)  # bitwise on CPU
     steps = (roots[1] / "runs/round_1/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]
-    assert [int(s.split("\t")[0]) for s in steps] == list(range(6))  # no duplicated log rows
+    # no duplicated log rows; the replay keeps log_every and logs each row at its update number
+    assert [int(s.split("\t")[0]) for s in steps] == [0, 2, 4]
+    # the DVCLive summary byte for byte (its keys in first-logged order: the replay must keep them)
+    summary = [(r / "runs/round_1/live/metrics.json").read_bytes() for r in roots]
+    assert summary[0] == summary[1]
     # the round's record covers all 6 updates, exactly as the uninterrupted run's
     for rel in ("reports/metrics/round_1.json", "models/round_1/seppo_round.json"):
         a_text, b_text = ((r / rel).read_text().replace(str(r), "ROOT") for r in roots)

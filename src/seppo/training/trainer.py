@@ -34,7 +34,7 @@ from .plan import Layout, resolve_noise_offset, round_noise
 from .reference_samples import (check_refsamples_identity, load_preference_gap, load_reference_errors,
                                 load_refsamples, round_plan)
 
-STATE_VERSION = 3
+STATE_VERSION = 4  # 4: history rows keep their key order (the DVCLive summary's key order)
 # per-position values gathered every micro-batch for the round's anchor diagnostics (oracle.POSITION_COLUMNS)
 RECORD_KEYS = ("s", "gap", "anchor_gap", "anchor_se", "d_w", "d_r", "e_pol_w", "e_ref_w", "logit")
 
@@ -187,8 +187,11 @@ class _Progress:
                       str(tmp / "weights.safetensors"))
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             np.savez(tmp / "records.npz", **self.records)
-            write_json(tmp / "meta.json", {"version": STATE_VERSION, "update": self.update, "bad_steps": self.bad,
-                                           "config": chash, "history": self.history})
+            # not write_json: its sorted keys would reorder each history row, and the replayed DVCLive
+            # summary (keys in first-logged order) would differ from the uninterrupted run's
+            meta = {"version": STATE_VERSION, "update": self.update, "bad_steps": self.bad, "config": chash,
+                    "history": self.history}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path, n_positions: int, trainable: dict, optimizer, chash: str, say) -> "_Progress":
@@ -341,12 +344,14 @@ def _open_live(run: _Run):
     live_dir = run.layout.live(run.k)
     shutil.rmtree(live_dir, ignore_errors=True)
     live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-    for row in run.progress.history:
-        _log_row(live, row)
+    for update, row in enumerate(run.progress.history):  # one row per update, from update 0
+        if update % run.cfg.log_every == 0:
+            _log_row(live, update, row)
     return live
 
 
-def _log_row(live, row: dict) -> None:
+def _log_row(live, update: int, row: dict) -> None:
+    live.step = update  # the update number, also when log_every > 1
     for key, v in row.items():
         if v is not None and math.isfinite(v):
             live.log_metric(f"train/{key}", v)
@@ -373,7 +378,7 @@ def run_train(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path, trainab
         progress.history.append(row)
         progress.update = update + 1
         if live is not None and update % cfg.log_every == 0:
-            _log_row(live, row)
+            _log_row(live, update, row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", flip=f"{row['flip_rate']:.2f}")
         if progress.bad >= cfg.max_bad_steps:
             raise TrainingDiverged(
