@@ -101,8 +101,36 @@ def test_cross_section_rules_at_load():
     parse_params({"scorer_model": {"enabled": True}, "evaluate": embedded_ps})  # built by the pipeline: fine
     parse_params({"scorer_model": {"enabled": False}, "evaluate": {"scorers": ["pickscore_x100"]}})  # Hub ids
     with pytest.raises(ConfigError, match=r"ingest.source='/data/pap' is another preference set"):
-        parse_params({"ingest": {"source": "/data/pap"}})
+        parse_params({"ingest": {"source": "/data/pap"}, "scorer_model": {"enabled": True}})
     parse_params({"ingest": {"source": "/data/pap"}, "scorer_model": {"enabled": False}})
+
+
+@pytest.mark.parametrize("spelled", [{}, {"scorer_model": {"enabled": "auto"},
+                                          "evaluate": {"models": {"pickscore_model": "auto",
+                                                                  "pickscore_processor": "auto"}}}])
+def test_auto_follows_the_ingest_source(spelled):
+    """One setting points the project at real data: the embedded PickScore (stage and weights) follows it."""
+    import copy
+
+    embedded = parse_params(copy.deepcopy(spelled))
+    assert embedded.scorer_model.enabled is True
+    assert embedded.evaluate.models.pickscore_model == embedded.evaluate.models.pickscore_processor == "models/pickscore"
+    real = parse_params({**copy.deepcopy(spelled), "ingest": {"source": "/data/pap"}})
+    assert real.scorer_model.enabled is False
+    assert real.evaluate.models.pickscore_model == "yuvalkirstain/PickScore_v1"
+    assert real.evaluate.models.pickscore_processor == "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    # an explicit choice is kept: the embedded scorer's own weights may still score a mirror's images
+    kept = parse_params({"ingest": {"source": "/data/pap"}, "evaluate": {"models": {"pickscore_model": "/w/ps"}}})
+    assert kept.evaluate.models.pickscore_model == "/w/ps"
+
+
+def test_a_cross_field_error_is_short_and_names_the_fields():
+    with pytest.raises(ConfigError) as err:
+        parse_params({**yaml.safe_load((ROOT / "params.yaml").read_text()),
+                      "ingest": {"source": "/data/pap"}, "scorer_model": {"enabled": True}})
+    text = str(err.value)
+    assert len(text) < 600, text  # not the whole params dict (8,600 characters before)
+    assert "scorer_model.enabled" in text and "ingest.source='/data/pap'" in text and "Value error" not in text
     with pytest.raises(ConfigError, match="min_side=64 exceeds max_side=32"):
         parse_params({"ingest": {"min_side": 64, "max_side": 32}})
 

@@ -234,7 +234,7 @@ def test_common_overrides_apply_to_every_trained_variant_and_are_validated():
         parse_params(d)
     d["study"]["common"] = {"train.reference_errors": "precomputed"}
     d["study"]["variants"]["sft"] = {"label": "SFT", "overrides": {"train.loss": "sft"}}
-    with pytest.raises(ConfigError, match=r"study\.variants\.sft\.overrides\.train: Value error, reference_errors=precomputed needs "
+    with pytest.raises(ConfigError, match=r"study\.variants\.sft\.overrides\.train: reference_errors=precomputed needs "
                        r"loss=seppo \(got loss='sft'\) \(study.common applied first\)$"):
         parse_params(d)
 

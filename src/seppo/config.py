@@ -482,14 +482,44 @@ SCORER_NAMES: tuple[str, ...] = ScorerName.__args__
 # The folder the scorer_model stage writes (the embedded world's PickScore)
 EMBEDDED_PICKSCORE = "models/pickscore"
 EMBEDDED_PREFERENCES = "data/world/pickapic"
+RELEASED_PICKSCORE = "yuvalkirstain/PickScore_v1"
+RELEASED_PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def resolve_auto(data: dict[str, Any]) -> dict[str, Any]:
+    """``auto`` (or absent) in scorer_model.enabled and evaluate.models.pickscore_* follows ingest.source:
+    the embedded world trains its own PickScore and scores with it; any other preference set turns that
+    stage off and scores with the released PickScore. So pointing the project at real data is one setting."""
+    data = dict(data)
+    source = str((data.get("ingest") or {}).get("source", EMBEDDED_PREFERENCES)).rstrip("/")
+    scorer = dict(data.get("scorer_model") or {})
+    if scorer.get("enabled", "auto") == "auto":
+        scorer["enabled"] = source == EMBEDDED_PREFERENCES
+        data["scorer_model"] = scorer
+    evaluate = dict(data.get("evaluate") or {})
+    models = dict(evaluate.get("models") or {})
+    for key, released in (("pickscore_model", RELEASED_PICKSCORE),
+                          ("pickscore_processor", RELEASED_PICKSCORE_PROCESSOR)):
+        if models.get(key, "auto") == "auto":
+            models[key] = EMBEDDED_PICKSCORE if _truthy(scorer["enabled"]) else released
+    evaluate["models"] = models
+    data["evaluate"] = evaluate
+    return data
 
 
 class ScorerModels(_Section):
     """Where each scorer's weights are: local paths, or Hub ids looked up in the local HF cache."""
 
-    pickscore_model: str | None = Field("yuvalkirstain/PickScore_v1", description="PickScore CLIP-H model.")
-    pickscore_processor: str | None = Field(
-        "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", description="PickScore's processor (tokenizer + image).")
+    # in params, `auto` (the default): models/pickscore when scorer_model is enabled, else the released weights
+    pickscore_model: str | None = Field(RELEASED_PICKSCORE, description=(
+        "PickScore CLIP-H model; 'auto' in params = models/pickscore (the embedded scorer) when scorer_model is "
+        "enabled, else yuvalkirstain/PickScore_v1."))
+    pickscore_processor: str | None = Field(RELEASED_PICKSCORE_PROCESSOR, description=(
+        "PickScore's processor (tokenizer + image); 'auto' as pickscore_model."))
     clip_model: str | None = Field(
         "openai/clip-vit-large-patch14", description="CLIP-L/14 for clip_l14_x100 and the aesthetic head.")
     aesthetic_head: str | None = Field(
@@ -517,7 +547,9 @@ class ScorerModelConfig(_Section):
     models/pickscore`` scores the embedded default through the real PickScore code path.
     """
 
-    enabled: bool = Field(True, description="Train it (the `scorer_model` stage); false for real data.")
+    enabled: bool = Field(True, description=(
+        "Train it (the `scorer_model` stage). 'auto' in params (the default) = true exactly when ingest.source is "
+        "the embedded world: the embedded PickScore learns from that world's pairs and true utilities."))
     seed: int = Field(0, ge=0, description="Seed of initialisation, batches and the held-out split.")
     width: int = Field(64, ge=16, description="Hidden width of both towers.")
     heads: int = Field(4, ge=1, description="Attention heads of both towers.")
@@ -709,6 +741,11 @@ class Params(_Section):
     video_base: VideoBaseConfig = Field(default_factory=VideoBaseConfig, description=VideoBaseConfig.__doc__)
     video: VideoConfig = Field(default_factory=VideoConfig, description=VideoConfig.__doc__)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _auto(cls, data: Any) -> Any:
+        return resolve_auto(data) if isinstance(data, dict) else data
+
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
         """Rules that span sections: checked at load, before any stage runs."""
@@ -725,13 +762,13 @@ class Params(_Section):
                 if str(models[key] or "").rstrip("/") == EMBEDDED_PICKSCORE:
                     raise ValueError(
                         f"evaluate.models.{key}={models[key]} is written by the scorer_model stage, which "
-                        "scorer_model.enabled=false turns off: enable it, or point the key at PickScore's "
-                        "weights (yuvalkirstain/PickScore_v1)")
+                        "scorer_model.enabled=false turns off: enable it, or set the key to auto (the released "
+                        "PickScore, yuvalkirstain/PickScore_v1) or to a folder of PickScore weights")
         if self.scorer_model.enabled and self.ingest.source.rstrip("/") != EMBEDDED_PREFERENCES:
             raise ValueError(
                 f"scorer_model.enabled=true trains on the embedded world's pairs and true utilities, but "
                 f"ingest.source={self.ingest.source!r} is another preference set: set scorer_model.enabled "
-                "to false (and evaluate.models.pickscore_* to the released PickScore)")
+                "to auto (or false), and evaluate.models.pickscore_* to auto (the released PickScore) or its weights")
         bad = sorted(set(self.video.train_overrides) - set(TrainConfig.model_fields))
         if bad:
             raise ValueError(f"video.train_overrides: unknown train keys {bad}")
@@ -776,7 +813,12 @@ def _format(err: ValidationError, source: str) -> str:
             if e["type"] == "literal_error" and isinstance(e.get("input"), str):
                 near = _nearest(e["input"], re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", ""))))
                 hint = f"; did you mean {near!r}?" if near else ""
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r}){hint}")
+            # a cross-field check's input is a whole section (or the whole params): its message names the
+            # fields; echoing the input would bury it (8,600 characters for the root)
+            got = e.get("input")
+            shown = "" if isinstance(got, (dict, list)) or len(repr(got)) > 200 else f" (got {got!r})"
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {'params (cross-field)' if key == '<root>' else key}: {msg}{shown}{hint}")
     return "\n".join(lines)
 
 
@@ -847,7 +889,7 @@ def _check_variants(params: Params, source: str) -> None:
                 key = ".".join(str(p) for p in e["loc"]) or "<root>"
                 got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # not a whole section
                 what = ("unknown key; allowed keys here: " + _allowed(Params, e["loc"])
-                        if e["type"] == "extra_forbidden" else f"{e['msg']}{got}")
+                        if e["type"] == "extra_forbidden" else f"{e['msg'].removeprefix('Value error, ')}{got}")
                 first = [f"study.{f}" for f in ("shared", "common") if getattr(params.study, f)]
                 lines.append(f"  {where}.{key}: {what}" + (f" ({' and '.join(first)} applied first)" if first
                                                            else ""))
