@@ -23,6 +23,13 @@ def make_tree(root):
         {"checkpoint": "round_1", "round": 1, "metric": "shapeland_utility", "mean": 0.36, "ci_low": 0.33,
          "ci_high": 0.39, "n_images": 8, "win_rate_vs_base": 0.6, "win_ci_low": 0.5, "win_ci_high": 0.7},
     ]).to_csv(root / "reports/eval/summary.csv", index=False)
+    # per (prompt, seed) scores: round_1 minus base is +0.02 on prompt p0 and +0.06 on p1 (both seeds)
+    base = {("p0", 0): 0.30, ("p0", 1): 0.34, ("p1", 0): 0.31, ("p1", 1): 0.33}
+    gain = {"p0": 0.02, "p1": 0.06}
+    pd.DataFrame([{"checkpoint": c, "round": r, "prompt_id": p, "seed": sd, "metric": "shapeland_utility",
+                   "value": v + (gain[p] if r else 0.0)}
+                  for c, r in (("base", 0), ("round_1", 1)) for (p, sd), v in base.items()]
+                 ).to_parquet(root / "reports/eval/scores.parquet")
     live = root / "runs/round_1/live/plots/metrics/train"
     live.mkdir(parents=True)
     for key in ("loss", "flip_rate", "implicit_acc"):
@@ -44,7 +51,12 @@ def test_report_is_byte_identical_and_carries_numbers(tmp_path):
     assert (tmp_path / "reports/report.html").read_bytes() == html1
     assert {p.name: p.read_bytes() for p in (tmp_path / "reports/figures").iterdir()} == figs1
     md = md1.decode()
-    assert "| round_1 | shapeland_utility | 0.360 | [0.330, 0.390] | 0.600 | [0.500, 0.700] |" in md
+    # the paired difference by hand: mean of +0.02 and +0.06; with two prompts every bootstrap mean is one of
+    # 0.02, 0.04, 0.06, so the 95% interval is their extremes
+    assert ("| round_1 | shapeland_utility | 0.360 | [0.330, 0.390] | +0.040 | [+0.020, +0.060] | 0.600 | "
+            "[0.500, 0.700] |") in md
+    assert "| base | shapeland_utility | 0.320 | [0.290, 0.350] | (the base) | | (the base) | |" in md
+    assert "1 round x" in md and "1 rounds" not in md
     assert "ddim 20 steps, guidance 7.5" in md and "| 12 | 7 | 1 | 0 | 1 | 1 | 2 | 7 | 1 |" in md
     assert "Winners converted to RGB: PNG RGBA->RGB 2." in md
     assert {"rounds_shapeland_utility.png", "train_loss.png", "train_flip_rate.png"} <= set(figs1)
@@ -78,9 +90,31 @@ def test_html_comes_from_a_markdown_renderer(tmp_path):
 
 def test_flip_rate_that_never_flips_is_said_not_drawn_flat(tmp_path):
     md, _ = _page(tmp_path)
-    assert "*flip_rate: zero at every update (criterion `none` learns every reference sample as a loser)" in md
+    assert ("*`flip_rate` is 0 at every update of 1 round (criterion `none` learns every reference sample as a "
+            "loser): no figure.*") in md
+    assert "train_flip_rate" not in md and not (tmp_path / "reports/figures/train_flip_rate.png").exists()
     md, _ = _page(tmp_path / "b", flip="0\t0.0\n1\t0.25\n", criterion="sign")
-    assert "zero at every update" not in md and "training `flip_rate` per update, rounds overlaid." in md
+    assert "is 0 at every update" not in md and "training `flip_rate` per update, rounds overlaid." in md
+    assert (tmp_path / "b/reports/figures/train_flip_rate.png").exists()
+
+
+def test_a_figure_no_longer_drawn_does_not_linger(tmp_path):
+    _page(tmp_path, flip="0\t0.0\n1\t0.25\n", criterion="sign")
+    assert (tmp_path / "reports/figures/train_flip_rate.png").exists()
+    run_report(parse_params({"train": {"rounds": 1, "criterion": "none"}}), tmp_path)  # flip_rate stays 0.25
+    (tmp_path / "runs/round_1/live/plots/metrics/train/flip_rate.tsv").write_text("step\tflip_rate\n0\t0.0\n")
+    run_report(parse_params({"train": {"rounds": 1, "criterion": "none"}}), tmp_path)
+    assert not (tmp_path / "reports/figures/train_flip_rate.png").exists()
+
+
+def test_the_page_fits_its_width_and_names_its_inputs(tmp_path):
+    import hashlib
+
+    md, page = _page(tmp_path)
+    assert "img{max-width:100%;height:auto" in page  # grids shrink to the page instead of being cut
+    assert page.count("<div class='tw'><table>") == page.count("<table>")  # wide tables scroll in their box
+    digest = hashlib.md5((tmp_path / "reports/eval/summary.csv").read_bytes()).hexdigest()
+    assert "## Provenance" in md and f"- `reports/eval/summary.csv`: md5 `{digest}`" in md
 
 
 def test_anchor_vs_oracle_table_only_when_logged(tmp_path):

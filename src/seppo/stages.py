@@ -80,7 +80,7 @@ STAGES: dict[str, Stage] = {
     "report": Stage((
         "train.loss", "train.rounds", "train.strategy", "train.criterion", "train.beta", "train.lr",
         "train.updates_per_round", "train.micro_batch", "train.grad_accum", "train.seed", "train.ref_samples",
-        "train.ref_sampling", "evaluate.scorers", "evaluate.models", "base_model.source",
+        "train.ref_sampling", "evaluate.scorers", "evaluate.models", "evaluate.n_boot", "evaluate.seed", "base_model.source",
         "base_model.revision", "study.out", "study.variants", "study.compare_to", "study.seeds")),
     # the text-to-video pipeline (video/dvc.yaml): its rounds train with train.* + video.train_overrides
     "video_world": Stage((every("video_world"),)),
