@@ -1,6 +1,7 @@
 # The two entry points of the README. Both create the environment first (idempotent).
 #   make repro   -> environment + `dvc repro` of the embedded default, end to end
 #   make test    -> environment + the test suite (what .ci/run calls)
+#   make test-fast -> the suite without the tests marked slow
 #   make lock    -> rewrite requirements.lock from the current venv (after changing a pin)
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -12,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup repro repro-video test lock
+.PHONY: setup repro repro-video test test-fast lock
 
 setup: $(STAMP)
 
@@ -36,6 +37,9 @@ repro-video: $(STAMP)  # the text-to-video pipeline (video/dvc.yaml; docs/video.
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/test.sh
+
+test-fast: $(STAMP)  # the suite without the tests marked slow (end-to-end training and sampling)
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/test.sh -m "not slow"
 
 lock:  # after `$(BIN)/pip install NAME==VERSION` of a changed pin in the venv
 	{ sed -n '1,4p' requirements.lock; $(BIN)/pip freeze --exclude-editable; } > requirements.lock.tmp

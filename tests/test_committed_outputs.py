@@ -157,3 +157,19 @@ def test_committed_study_records_match_todays_params_hash():
         records = {p.stem: json.loads(p.read_text())["params_hash"] for p in (folder / "runs").glob("*.json")}
         assert records and all(records[n] == planned[n] for n in records if n in planned), \
             (folder, {n: (records[n], planned[n]) for n in records if n in planned and records[n] != planned[n]})
+
+
+def test_results_page_and_readme_headline_are_regenerated_from_the_committed_outputs():
+    """docs/results.md and the README's headline table are what `seppo results` makes of the committed outputs."""
+    from seppo.reports.results import run_results
+
+    assert run_results(load_params(ROOT / "params.yaml"), ROOT, check=True) == {"stale": []}, \
+        "docs/results.md or the README's headline is stale: run `seppo results`"
+
+
+def test_the_readme_is_a_front_door():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines: details go to docs/"
+    section = "\n".join(lines).split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert [line.split()[:2] for line in block] == [["make", "repro"], ["make", "test"]]

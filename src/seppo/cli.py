@@ -375,6 +375,19 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     _show(run_report(_params(params), root))
 
 
+@app.command()
+def results(params: Path = PARAMS, root: Path = ROOT,
+            check: bool = typer.Option(False, help="Write nothing; exit 1 when docs/results.md or the README's "
+                                                   "headline is stale.")) -> None:
+    """Regenerate docs/results.md and the README's headline table from the committed outputs."""
+    from .reports.results import run_results
+
+    out = run_results(_params(params), root, check=check)
+    _show(out)
+    if check and out["stale"]:
+        raise typer.Exit(1)
+
+
 @app.command("plots-page")
 def plots_page(
     out: Path = typer.Option(Path("dvc_plots"), help="Folder of the page (index.html + _vendor/)."),

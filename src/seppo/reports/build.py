@@ -190,23 +190,7 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
         md += [f"Great Expectations suite: {val.get('expectations')} expectations, kept rows pass: "
                f"{val.get('kept_rows_pass')} (Data Docs: `reports/data_docs/index.html`).", ""]
     md += ["## Metrics (mean over prompts and seeds, 95% bootstrap CI over prompts; paired vs the base model)", ""]
-    if len(summary):
-        diffs = _diff_vs_base(rep / "eval" / "scores.parquet", params.evaluate.n_boot, params.evaluate.seed)
-        md += ["| checkpoint | metric | mean | 95% CI | difference vs base | 95% CI | win rate vs base | 95% CI |",
-               "|---|---|---|---|---|---|---|---|"]
-        for r in summary.sort_values(["metric", "round"]).itertuples():
-            if r.round == 0:  # the base itself: nothing to pair with
-                md.append(f"| {r.checkpoint} | {r.metric} | {_fmt(r.mean)} | [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | "
-                          "(the base) | | (the base) | |")
-                continue
-            d = diffs.get((r.checkpoint, r.metric))
-            dcell = f"{d[0]:+.3f} | [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "n/a | "
-            md.append(f"| {r.checkpoint} | {r.metric} | {_fmt(r.mean)} | [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | "
-                      f"{dcell} | {_fmt(r.win_rate_vs_base)} | [{_fmt(r.win_ci_low)}, {_fmt(r.win_ci_high)}] |")
-        md += ["", f"Difference: mean over prompts of the per-(prompt, seed) score minus the base's on the same prompt "
-               f"and seed, in the metric's own units; win rate: share of those pairs the checkpoint wins (ties half). "
-               f"CIs: {params.evaluate.n_boot} bootstrap resamples of prompts (seed {params.evaluate.seed}). "
-               "One training run: these intervals are over prompts only, not over training seeds.", ""]
+    md += metrics_table(params, summary, rep / "eval" / "scores.parquet")
     md += _scorer_section(params, m["scorer_model"])
     if any(rounds):
         md += ["## Training rounds", "",
@@ -243,6 +227,28 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
     md += _provenance(params, root)
     md_text = "\n".join(md).rstrip("\n") + "\n"
     return md_text, markdown_to_html(md_text, rep)
+
+
+def metrics_table(params: Params, summary: pd.DataFrame, scores_path: Path) -> list[str]:
+    """Each checkpoint's mean per scorer, its paired difference and win rate vs the base, with prompt CIs."""
+    if not len(summary):
+        return []
+    diffs = _diff_vs_base(scores_path, params.evaluate.n_boot, params.evaluate.seed)
+    md = ["| checkpoint | metric | mean | 95% CI | difference vs base | 95% CI | win rate vs base | 95% CI |",
+          "|---|---|---|---|---|---|---|---|"]
+    for r in summary.sort_values(["metric", "round"]).itertuples():
+        if r.round == 0:  # the base itself: nothing to pair with
+            md.append(f"| {r.checkpoint} | {r.metric} | {_fmt(r.mean)} | [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | "
+                      "(the base) | | (the base) | |")
+            continue
+        d = diffs.get((r.checkpoint, r.metric))
+        dcell = f"{d[0]:+.3f} | [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "n/a | "
+        md.append(f"| {r.checkpoint} | {r.metric} | {_fmt(r.mean)} | [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | "
+                  f"{dcell} | {_fmt(r.win_rate_vs_base)} | [{_fmt(r.win_ci_low)}, {_fmt(r.win_ci_high)}] |")
+    return md + ["", "Difference: mean over prompts of the per-(prompt, seed) score minus the base's on the same "
+                 "prompt and seed, in the metric's own units; win rate: share of those pairs the checkpoint wins (ties "
+                 f"half). CIs: {params.evaluate.n_boot} bootstrap resamples of prompts (seed {params.evaluate.seed}). "
+                 "One training run: these intervals are over prompts only, not over training seeds.", ""]
 
 
 def _diff_vs_base(scores_path: Path, n_boot: int, seed: int) -> dict[tuple[str, str], tuple[float, float, float]]:
