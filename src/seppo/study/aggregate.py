@@ -466,8 +466,30 @@ def oracle_markdown(oracle: pd.DataFrame) -> list[str]:
     return md + [""]
 
 
-def curves(table: pd.DataFrame, out: Path, skip=()) -> list[Path]:
-    """Per-round mean and 95% CI band per variant but ``skip``, one figure per scorer (deterministic bytes)."""
+# the curve figures' panels: a variant goes to the first family whose test it passes
+FAMILIES = (("methods: w/o anchor, SFT, Diffusion-DPO, the paper's SePPO",
+             lambda v, crit, loss: loss in ("sft", "dpo") or crit == "none" or v.paper in ("seppo", "no_anchor")),
+            ("criteria that read the reference sample", lambda v, crit, loss: crit in ("oracle", "oracle_drop",
+                                                                                      "reward", "implicit")),
+            ("other anchors and reference strategies", lambda v, crit, loss: True))
+
+
+def _families(params: Params | None, variants: list[str]) -> list[tuple[str, list[str]]]:
+    if params is None:
+        return [("all variants", variants)]
+    groups: dict[str, list[str]] = {title: [] for title, _ in FAMILIES}
+    for name in variants:
+        v = params.study.variants.get(name)
+        over = v.overrides if v else {}
+        crit, loss = over.get("train.criterion", params.train.criterion), over.get("train.loss", params.train.loss)
+        title = next(t for t, test in FAMILIES if v is None or test(v, crit, loss))
+        groups[title].append(name)
+    return [(t, names) for t, names in groups.items() if names]
+
+
+def curves(table: pd.DataFrame, out: Path, skip=(), params: Params | None = None) -> list[Path]:
+    """Per-round mean and 95% CI band per variant but ``skip``, one figure per scorer, one panel per family of
+    variants (at most a handful of series each), the legend below the data (deterministic bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -476,21 +498,33 @@ def curves(table: pd.DataFrame, out: Path, skip=()) -> list[Path]:
     paths = []
     if table.empty:
         return paths
-    cmap = plt.get_cmap("tab20")
+    colors = plt.get_cmap("tab10")
     for metric, g in table[~table.variant.isin(list(skip))].groupby("metric", sort=True):
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
         base = g[g["round"] == 0]
-        for i, (variant, h) in enumerate(g[g["round"] > 0].groupby("variant", sort=False)):
-            h = pd.concat([base[["round", "mean", "ci_low", "ci_high"]], h]).sort_values("round")
-            color = cmap(i % 20)
-            ax.plot(h["round"], h["mean"], marker="o", ms=3, lw=1.2, color=color,
-                    label=f"{g[g.variant == variant].label.iloc[0]} (n={int(h['n_seeds'].max())})"
-                    if "n_seeds" in h else variant)
-            ax.fill_between(h["round"], h["ci_low"], h["ci_high"], alpha=0.15, color=color, lw=0)
-        ax.set_xlabel("round (0 = base model)")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric}: mean over seeds and prompts, 95% two-level CI", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
+        trained = list(dict.fromkeys(g.loc[g["round"] > 0, "variant"]))
+        panels = _families(params, trained)
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.0), sharey=True, squeeze=False)
+        ref = params.study.compare_to[0] if params and params.study.compare_to else None
+        for ax, (title, names) in zip(axes[0], panels):
+            if ref in trained and ref not in names:  # the comparison every other panel is read against
+                h = pd.concat([base[["round", "mean"]], g[g.variant == ref]]).sort_values("round")
+                ax.plot(h["round"], h["mean"], ls="--", lw=1.2, color="0.45",
+                        label=f"{g[g.variant == ref].label.iloc[0]} (study.compare_to, for reference)")
+            for i, variant in enumerate(names):
+                h = pd.concat([base[["round", "mean", "ci_low", "ci_high"]], g[g.variant == variant]])
+                h = h.sort_values("round")
+                label = g[g.variant == variant].label.iloc[0]
+                n = int(h["n_seeds"].max()) if "n_seeds" in h else 0
+                ax.plot(h["round"], h["mean"], marker="o", ms=3, lw=1.4, color=colors(i % 10),
+                        label=f"{label} (n={n})" if n else label)
+                ax.fill_between(h["round"], h["ci_low"], h["ci_high"], alpha=0.12, color=colors(i % 10), lw=0)
+            ax.set_xticks(sorted(int(r) for r in g["round"].unique()))
+            ax.set_xlabel("round (0 = base model)")
+            ax.set_title(title, fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+        axes[0][0].set_ylabel(metric)
+        fig.suptitle(f"{metric}: mean over training seeds and prompts, 95% two-level CI bands", fontsize=10)
         fig.tight_layout()
         p = out / f"curves_{metric}.png"
         with atomic_path(p) as tmp:
@@ -542,5 +576,5 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
     md += ["## Anchor and oracle diagnostics (mean over seeds)", ""] + oracle_markdown(oracle)
     with atomic_path(out / "aggregate.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
-    figs = curves(table, out, skip=one_seed_points(params))
+    figs = curves(table, out, skip=one_seed_points(params), params=params)
     return {"records": len(records), "rows": len(table), "figures": [str(p.relative_to(root)) for p in figs]}
