@@ -27,14 +27,12 @@ def _read_json(p: Path) -> dict:
 
 
 def _relink(lines: list[str]) -> list[str]:
-    """Report-relative image links (reports/...) as links from docs/, headings one level down."""
+    """Report-relative image links (reports/...) as links from docs/."""
     out = []
     for line in lines:
         if line.startswith("!["):
             alt, target = line[2:].split("](", 1)
             line = f"[figure: {alt}](../reports/{target}"
-        elif line.startswith("#"):
-            line = "#" + line
         out.append(line)
     return out
 
@@ -77,6 +75,46 @@ def _default_section(params: Params, root: Path) -> list[str]:
             secs = t.get("seconds_total", t.get("seconds"))
             md.append(f"| {p.stem} | {'n/a' if secs is None else f'{secs:.1f}'} |")
         md.append("")
+    return md
+
+
+def _probe_anatomy(root: Path) -> list[str]:
+    """Why the anchor's AUC is below 0.5 at fixed checkpoints: within quartiles of the winner's utility, and the
+    rank correlation of the averaged gap with each utility (reports/probe/round_1_positions.parquet)."""
+    import numpy as np
+
+    from ..training.oracle import auc, auc_ci
+
+    path = root / "reports/probe/round_1_positions.parquet"
+    if not path.exists():
+        return []
+    t = pd.read_parquet(path)
+    score, label = -t["gap_mean"].to_numpy(), t["oracle_flip"].to_numpy(bool)
+    quart = pd.qcut(t["u_winner"], 4, labels=False).to_numpy()
+    md = ["### Anatomy of the probe's AUC (reports/probe/round_1_positions.parquet)", "",
+          "The anchor's averaged gap (-gap ranks should-flip positions first) within quartiles of the winner's "
+          "ground-truth utility (1 = weakest winners), AUC with a 95% bootstrap CI over positions (1000 resamples, "
+          "seed 0), and the share of positions whose reference sample beats its winner:", "",
+          "| u_winner quartile | positions | share should-flip | AUC of -gap | 95% CI |", "|---|---|---|---|---|"]
+    for q in range(4):
+        m = quart == q
+        a, ci = auc(score[m], label[m]), auc_ci(score[m], label[m])
+        md.append(f"| {q + 1} | {int(m.sum())} | {label[m].mean():.3f} | {'n/a' if a is None else f'{a:.3f}'} | "
+                  + ("" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]") + " |")
+
+    def rho(x: np.ndarray, y: np.ndarray) -> float:
+        rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
+        return float(np.corrcoef(rx, ry)[0, 1])
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for col in ("u_winner", "u_reference"):
+        x, y = t["gap_mean"].to_numpy(), t[col].to_numpy()
+        boots = [rho(x[i], y[i]) for i in (rng.integers(0, len(x), len(x)) for _ in range(1000))]
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        rows.append(f"{col} {rho(x, y):+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    md += ["", "Spearman rank correlation of the averaged gap with " + "; with ".join(rows)
+           + " (95% bootstrap CI over positions, 1000 resamples, seed 0).", ""]
     return md
 
 
@@ -127,6 +165,7 @@ def build_results(params: Params, root: Path = Path(".")) -> str:
           "docs/world.md; the per-round and per-scorer tables: each study folder's aggregate.md.", ""]
     md += _default_section(params, root)
     md += _relink(study_section(params, root))
+    md += _probe_anatomy(root)
     md += _dpo_section(root)
     md += _video_section(root)
     return "\n".join(md).rstrip("\n") + "\n"
