@@ -54,6 +54,21 @@ def test_checkpoint_passes_on_kept_rows_and_counts_the_quarantined(ingested, tmp
     assert len(pages) >= 3 and not any(re.search(r"<(script|link)\b[^>]*(src|href)=\"https?://", p.read_text())
                                        for p in pages)
     assert (tmp_path / "docs/_vendor/jquery@3.7.1/dist/jquery.min.js").exists()
+    # nor an image: GX's navbar logo and its CSS background point at the site's own copy
+    assert not any(re.search(r"""(<img\b[^>]*src=["']|url\(["']?)https?://""", p.read_text()) for p in pages)
+    # the two checkpoint runs are labelled in the index (not two "__none__" runs)
+    index = (tmp_path / "docs/index.html").read_text()
+    assert "kept-rows-must-pass" in index and "all-labelled-rows" in index and "__none__" not in index
+
+
+def test_data_docs_are_the_same_bytes_for_the_same_profile(ingested, tmp_path):
+    """No clock and no random id in the pages: validate re-run after a kill writes the same output."""
+    cfg = IngestConfig(max_quarantine_share=0.5)
+    for run in ("a", "b"):
+        run_validate(cfg, ingested, tmp_path / run, tmp_path / f"{run}.json", tmp_path / f"{run}_m.json")
+    pages = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*.html")}
+    assert len(pages) >= 3
+    assert pages == {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*.html")}
 
 
 @needs_chromium

@@ -84,6 +84,30 @@ BY_URL = {u: a for a in ASSETS for u in a.urls}
 _TAG = re.compile(r"""(<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*)(["'])(https?://[^"']+)\2""", re.I)
 
 
+# Images GX's pages load from its S3 bucket (the navbar logo, with a clock in its query string, and a CSS
+# background): pointed at the copies GX writes into the site itself (root-relative paths)
+SITE_IMAGES = {
+    "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png": "static/images/logo-long.png",
+    "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/full_logo_dark.png":
+        "static/images/logo-long.png",
+}
+_IMAGE = re.compile(r"""(<img\b[^>]*?\bsrc\s*=\s*["']|url\(\s*["']?)(https?://[^"'?)\s]+)(\?[^"')\s]*)?""", re.I)
+
+
+def _local_images(text: str, to_root: str, root: Path) -> tuple[str, list[str]]:
+    """``text`` with the known site images pointed at the site's own copies; unknown external images listed."""
+    unknown: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        local = SITE_IMAGES.get(m.group(2))
+        if local is None or not (root / local).exists():
+            unknown.append(m.group(2))
+            return m.group(0)
+        return f"{m.group(1)}{to_root}/{local}"
+
+    return _IMAGE.sub(sub, text), unknown
+
+
 def _copy(asset: Asset, dest_root: Path) -> None:
     base = asset.folder
     for rel in (asset.file, *asset.extra):
@@ -123,7 +147,8 @@ def make_offline(root: Path) -> dict:
         text = page.read_text(encoding="utf-8")
         rel = Path(os.path.relpath(root / LOCAL_DIR, page.parent)).as_posix()
         new, assets, left = rewrite_html(text, rel)
-        unknown.update(left)
+        new, left_images = _local_images(new, Path(os.path.relpath(root, page.parent)).as_posix(), root)
+        unknown.update(left, left_images)
         for a in assets:
             used[a.local] = a
         if new != text:
