@@ -203,3 +203,24 @@ def test_a_failing_run_is_named_and_does_not_stop_the_others(project):
     assert sorted(x.name for x in (proj / "reports/study/runs").glob("*.json")) == ["none__seed0.json",
                                                                                    "sign__seed0.json"]
     assert (proj / "reports/study/aggregate.csv").exists()
+
+
+def test_a_run_that_met_dvcs_lock_is_started_again_and_another_failure_is_not(tmp_path, monkeypatch):
+    """`dvc exp run` that could not take the repository lock never ran: it is retried; a real failure is not."""
+    import sys
+
+    from seppo.study import runner
+
+    monkeypatch.setattr(runner, "LOCK_WAIT_S", 0.0)
+    monkeypatch.setattr(runner, "_drop_stale_experiment", lambda *a: None)
+    marker = tmp_path / "attempts"
+    script = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); n = int(p.read_text()) if p.exists() else 0; "
+              "p.write_text(str(n + 1)); print(sys.argv[2] if n < 2 else 'ran'); sys.exit(1 if n < 2 else 0)")
+    lock = "ERROR: Unable to acquire lock. Most likely another DVC process is running"
+    runner._execute(tmp_path, "r", [sys.executable, "-c", script, str(marker), lock], None, tmp_path / "logs")
+    assert marker.read_text() == "3" and (tmp_path / "logs/r.log").read_text().endswith("ran\n")
+    marker.unlink()
+    with pytest.raises(runner.StudyError, match="exited 1"):
+        runner._execute(tmp_path, "r", [sys.executable, "-c", script, str(marker), "ERROR: a stage failed"], None,
+                        tmp_path / "logs")
+    assert marker.read_text() == "1"  # not retried

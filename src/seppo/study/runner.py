@@ -247,6 +247,10 @@ def machine_type() -> str:
     return f"{model}, {isa}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+DVC_LOCK_BUSY = "Unable to acquire lock"
+LOCK_RETRIES, LOCK_WAIT_S = 5, 15.0
+
+
 def _execute(root: Path, name: str, cmd: list[str], threads: int | None, log_dir: Path) -> float:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if threads:
@@ -255,10 +259,16 @@ def _execute(root: Path, name: str, cmd: list[str], threads: int | None, log_dir
     log.parent.mkdir(parents=True, exist_ok=True)
     _drop_stale_experiment(root, name, env)
     t0 = time.monotonic()
-    with log.open("w") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT)
+    for attempt in range(LOCK_RETRIES + 1):
+        with log.open("w") as f:
+            f.write("$ " + " ".join(cmd) + "\n")
+            f.flush()
+            proc = subprocess.run(cmd, cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT)
+        # two `dvc exp run --temp` starting together can meet on the repository's lock for a moment (seen on
+        # 2 cores): that run never started, so it is started again rather than failed
+        if proc.returncode == 0 or DVC_LOCK_BUSY not in log.read_text() or attempt == LOCK_RETRIES:
+            break
+        time.sleep(LOCK_WAIT_S * (attempt + 1))
     if proc.returncode != 0:
         tail = log.read_text()[-1500:]
         raise StudyError(f"{name}: `{' '.join(cmd[1:4])} ...` exited {proc.returncode}; log {log}:\n{tail}")
