@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 import numpy as np
 
 from seppo.webassets.offline import ASSETS, BY_URL, VENDOR, dvc_plots_page, make_offline, rewrite_html
@@ -124,3 +126,31 @@ def test_report_page_shows_its_tables_and_figures(tmp_path):
     shot = screenshot(page, tmp_path / "shot.png", 1500, 6000)
     assert has_colour(shot, (230, 20, 140), tol=6, min_pixels=60 * 90 // 2)  # the grid, at 100% zoom
     assert has_colour(shot, (0x1F, 0x5F, 0xA8), tol=20, min_pixels=100)  # the evaluation curve
+
+
+def test_round_plots_have_integer_ticks_dashed_ci_and_the_page_a_heading(tmp_path):
+    """dvc.yaml's eval plots use .dvc/plots/seppo_rounds.json: whole-number round ticks, CI bounds dashed."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    from seppo.webassets.offline import PAGE_HEADING
+
+    repo = tmp_path / "repo"
+    _dvc_repo(repo)
+    (repo / ".dvc/plots").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / ".dvc/plots/seppo_rounds.json", repo / ".dvc/plots/seppo_rounds.json")
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    evals = [next(iter(p.values())) for p in plots if next(iter(p)).startswith("eval_")]
+    assert evals and all(e["template"] == "seppo_rounds" for e in evals)
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": [{"fig": {
+        "x": "round", "y": {"curve.csv": ["a", "b"]}, "template": "seppo_rounds"}}]}))
+    out = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout
+    content = json.loads(out)["data"]["fig"][0]["content"]
+    assert content["encoding"]["x"]["axis"] == {"tickMinStep": 1, "format": "d"}
+    assert content["encoding"]["strokeDash"]["field"] == "field"  # one dash pattern per series (mean, CI bounds)
+    dvc_plots_page(tmp_path / "page", repo)
+    assert PAGE_HEADING in (tmp_path / "page/index.html").read_text()

@@ -191,6 +191,11 @@ TRAIN_PLOT_SERIES = ("loss", "implicit_acc", "flip_rate", "oracle_flip_rate", "a
                      "grad_norm")
 
 
+# .dvc/plots/seppo_rounds.json: lines with points and integer ticks (a round is a whole number; DVC's default
+# linear template draws 0.0, 0.1 ... 1.0 for one round)
+ROUNDS_TEMPLATE = "seppo_rounds"
+
+
 def _plots(params: Params) -> list[dict]:
     """One figure per scorer (mean and its 95% CI bounds, x = round; scorers never share a scale),
     then one figure per training series with one line per round (x = update within the round)."""
@@ -199,7 +204,7 @@ def _plots(params: Params) -> list[dict]:
         plots.append({f"eval_{scorer}": {
             "x": "round", "y": {EVAL_PLOTS: [scorer, f"{scorer}_ci_low", f"{scorer}_ci_high"]},
             "title": f"{scorer} per checkpoint (round 0 = base), 95% CI", "x_label": "round",
-            "y_label": scorer}})
+            "y_label": scorer, "template": ROUNDS_TEMPLATE}})
     K = params.train.rounds
     for key in TRAIN_PLOT_SERIES:
         plots.append({f"train_{key}": {

@@ -159,6 +159,12 @@ def make_offline(root: Path) -> dict:
     return {"pages_rewritten": pages, "assets": sorted(used), "external_left": sorted(unknown)}
 
 
+PAGE_HEADING = ("<h1 style='font-family:sans-serif'>seppo: metrics per round and training curves</h1>"
+                "<p style='font-family:sans-serif'>From <code>dvc plots show</code> (dvc.yaml's plots): each scorer's "
+                "mean per checkpoint with its 95% CI bounds dashed (round 0 = the base model), then each training "
+                "series per update with the rounds overlaid. Numbers with their settings: reports/report.html.</p>")
+
+
 def dvc_plots_page(out: Path, repo: Path = Path(".")) -> dict:
     """`dvc plots show -o out` with its vega scripts pointed at local copies (an offline page)."""
     out = Path(out).resolve()
@@ -167,5 +173,8 @@ def dvc_plots_page(out: Path, repo: Path = Path(".")) -> dict:
     page = out / "index.html"
     text = page.read_text(encoding="utf-8")
     if "<meta charset" not in text.lower():  # dvc's page names no encoding: labels turn to mojibake
-        page.write_text(text.replace("<head>", '<head>\n    <meta charset="utf-8">', 1), encoding="utf-8")
+        text = text.replace("<head>", '<head>\n    <meta charset="utf-8">', 1)
+    if PAGE_HEADING not in text:  # dvc's page has no heading: say what the figures are
+        text = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + "\n" + PAGE_HEADING, text, count=1)
+    page.write_text(text, encoding="utf-8")
     return {"page": str(page), **make_offline(out)}
