@@ -375,8 +375,8 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     _show(run_report(_params(params), root))
 
 
-@app.command()
-def results(params: Path = PARAMS, root: Path = ROOT,
+@app.command("results")
+def results_page(params: Path = PARAMS, root: Path = ROOT,
             check: bool = typer.Option(False, help="Write nothing; exit 1 when docs/results.md or the README's "
                                                    "headline is stale.")) -> None:
     """Regenerate docs/results.md and the README's headline table from the committed outputs."""

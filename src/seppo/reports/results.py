@@ -64,17 +64,9 @@ def _default_section(params: Params, root: Path) -> list[str]:
                 md.append(f"| {r['round']} | " + " | ".join(
                     "n/a" if r.get(k) is None else f"{r[k]:.3f}" for k, _ in keys) + " |")
         md.append("")
-    timing = sorted((rep / "metrics" / "timing").glob("*.json"))
-    image = [p for p in timing if not p.stem.startswith("video_")]
-    if image:
-        md += ["Stage wall-clock of the committed run (`reports/metrics/timing/`; one run on the machine type that "
-               "committed the outputs, seconds; it varies by 5-10% between runs and by machine type):", "",
-               "| stage | seconds |", "|---|---|"]
-        for p in image:
-            t = _read_json(p)
-            secs = t.get("seconds_total", t.get("seconds"))
-            md.append(f"| {p.stem} | {'n/a' if secs is None else f'{secs:.1f}'} |")
-        md.append("")
+    md += ["Wall-clock per stage: `reports/metrics/timing/` (`dvc metrics show`), as the run that committed the outputs "
+           "measured it, on whatever load the machine had then: timings of an idle machine, and how they were measured, "
+           "are in docs/measurements.md.", ""]
     return md
 
 
