@@ -39,6 +39,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows import overrides as overrides_mod
 from flows.runner import CommandFailed, retry_condition, stream, tool_env
+from seppo import layout as L
 from seppo.io_utils import atomic_path
 
 PREP_STAGES = ["world", "base_model", "base_samples", "ingest", "validate", "cache"]
@@ -103,7 +104,7 @@ def _planned_dvc_yaml(overrides: dict[str, Any], project_dir: str) -> bytes | No
     import yaml
 
     from seppo.config import parse_params
-    from seppo.dvc_plan import write
+    from seppo.planning.dvc import write
 
     data = overrides_mod.apply(yaml.safe_load((Path(project_dir) / "params.yaml").read_text()) or {}, overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,14 +189,14 @@ def publish_artifacts(project_dir: str, experiment: str | None = None, rev: str 
     With one: from the experiment's commit, under seppo-metrics-<name> / seppo-report-<name>.
     """
     published = {}
-    summary = _read("reports/eval/summary.csv", project_dir, rev)
+    summary = _read(L.EVAL_SUMMARY, project_dir, rev)
     where = f" (experiment {experiment})" if experiment else ""
     if summary is not None:
         rows = list(csv.DictReader(io.StringIO(summary)))
         published["table"] = create_table_artifact(
             table=rows, key=artifact_key(METRICS_KEY, experiment),
             description=f"Evaluation{where}: mean, 95% bootstrap CI and win rate vs base, per checkpoint") and len(rows)
-    report_md = _read("reports/report.md", project_dir, rev)
+    report_md = _read(L.REPORT_MD, project_dir, rev)
     if report_md is not None:
         create_markdown_artifact(markdown=report_md, key=artifact_key(REPORT_KEY, experiment),
                                  description=f"SePPO run report{where}")
@@ -210,7 +211,10 @@ def _params(project_dir: str) -> dict:
 
 
 def _rounds(project_dir: str) -> int:
-    return int(_params(project_dir).get("train", {}).get("rounds", 3))
+    """train.rounds as the pipeline reads it (validated, its default from seppo.config)."""
+    from seppo.config import load_params
+
+    return load_params(Path(project_dir) / "params.yaml").train.rounds
 
 
 def _orchestration(project_dir: str) -> dict:
@@ -347,13 +351,13 @@ def video_round_stages(project_dir: str) -> list[list[str]]:
 def publish_video_artifacts(project_dir: str) -> dict:
     """The video evaluation summary (table) and report (Markdown), under seppo-video-metrics / seppo-video-report."""
     published = {}
-    summary = _read("reports/video/eval/summary.csv", project_dir, None)
+    summary = _read(L.VIDEO_EVAL_SUMMARY, project_dir, None)
     if summary is not None:
         rows = list(csv.DictReader(io.StringIO(summary)))
         create_table_artifact(table=rows, key=VIDEO_METRICS_KEY,
                               description="Video evaluation: mean, 95% bootstrap CI, difference and win rate vs base")
         published["table"] = len(rows)
-    report_md = _read("reports/video/report.md", project_dir, None)
+    report_md = _read(L.VIDEO_REPORT_MD, project_dir, None)
     if report_md is not None:
         create_markdown_artifact(markdown=report_md, key=VIDEO_REPORT_KEY,
                                  description="SePPO text-to-video report")

@@ -16,6 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.pipeline import _bin, _run
+from seppo import layout as L
 
 STUDY_KEY = "seppo-study"
 STUDY_REPORT_KEY = "seppo-study-report"
@@ -37,7 +38,7 @@ def run_study_command(project_dir: str, jobs: int, only: list[str], aggregate_on
 
 
 @task
-def publish_study(project_dir: str, out: str = "reports/study") -> dict:
+def publish_study(project_dir: str, out: str = L.STUDY) -> dict:
     root = Path(project_dir) / out
     published = {}
     table = root / "aggregate.csv"

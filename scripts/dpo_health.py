@@ -35,7 +35,8 @@ def main() -> None:
     from seppo.models.pipeline import load_unet
     from seppo.training.forward import fused_batch, _errors
     from seppo.training.oracle import _utilities
-    from seppo.training.plan import Layout, resolve_noise_offset, round_noise
+    from seppo.layout import Layout
+    from seppo.training.plan import resolve_noise_offset, round_noise
     from seppo.training.reference_samples import load_refsamples, round_plan
 
     ap = argparse.ArgumentParser()

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from seppo import config as C
-from seppo.code_deps import _base, modules
+from seppo.planning.code_deps import _base, modules
 
 CONFIG_CLASSES = {n: c for n, c in vars(C).items()
                   if isinstance(c, type) and issubclass(c, BaseModel) and c.__module__ == C.__name__}
+# config functions that derive a stage's settings from params (followed; the rest of config is validation)
+FOLLOWED_IN_CONFIG = {"video_train_config"}
 SECTION_OF = {f.annotation: name for name, f in C.Params.model_fields.items()}
 
 
@@ -173,7 +175,9 @@ class Reads:
                     res = self.lookup(mod, n.value.id, local)
                     if res and res[0] == "module":
                         target = self.lookup(res[1], n.attr, {})
-            if not target or target[0] in ("module", C.__name__):  # config's validators read every key
+            if not target or target[0] == "module":
+                continue
+            if target[0] == C.__name__ and target[1].name not in FOLLOWED_IN_CONFIG:  # its validators read every key
                 continue
             tmod, tnode = target
             callee_env = {}

@@ -15,7 +15,8 @@ from seppo.models.conditioning import as_cond
 from seppo.training import oracle
 from seppo.training.forward import MicroBatch, compute_loss, training_target
 from seppo.training.losses import (AnchorConfig, AnchorEvidence, anchor_decision, anchor_from_draws, seppo_loss)
-from seppo.training.plan import Layout, draw_noise, noise_seed, resolve_noise_offset, round_noise
+from seppo.layout import Layout
+from seppo.training.plan import draw_noise, noise_seed, resolve_noise_offset, round_noise
 from seppo.training.reference_samples import run_refsamples
 from seppo.training.selection import run_select
 from seppo.training.trainer import run_train
@@ -70,8 +71,8 @@ def test_soft_anchor_is_tanh_of_gap_in_standard_errors():
 def test_anchor_evidence_overrides_the_loss_draw():
     # the loss's own draw says "reference better" (flip), the K-draw evidence says "policy better"
     e_pol_w, e_ref_w = t(0.20), t(0.15)
-    _, single = seppo_loss(e_pol_w, e_ref_w, t(0.3), t(0.3), beta=10.0)
-    _, averaged = seppo_loss(e_pol_w, e_ref_w, t(0.3), t(0.3), beta=10.0,
+    _, single = seppo_loss(e_pol_w, e_ref_w, t(0.3), t(0.3), beta=10.0, criterion="sign")
+    _, averaged = seppo_loss(e_pol_w, e_ref_w, t(0.3), t(0.3), beta=10.0, criterion="sign",
                              evidence=anchor_from_draws(t(0.02, 0.03, 0.04)[None]))
     assert single.flip_rate == 1.0 and averaged.flip_rate == 0.0
     assert averaged.per_sample["gap"].item() == pytest.approx(-0.05)  # the loss draw is still recorded

@@ -87,7 +87,7 @@ def test_unknown_scorer_fails_at_load_with_the_allowed_names():
 def test_scorer_names_are_the_registry():
     from seppo.config import SCORER_NAMES
     from seppo.evaluation.scorers import REGISTRY
-    from seppo.evaluation.scorers.base import WEIGHT_KEYS
+    from seppo.locations import WEIGHT_KEYS
 
     assert set(SCORER_NAMES) == set(REGISTRY)
     assert set(WEIGHT_KEYS) <= set(SCORER_NAMES)
@@ -141,3 +141,30 @@ def test_presets_pass_every_rule():
         for section, values in (yaml.safe_load(preset.read_text()) or {}).items():
             data.setdefault(section, {}).update(values)
         parse_params(data, str(preset))
+
+
+# The study's design, not a knob: which runs it holds (variants), the variants every other is paired with
+# (compare_to), the theta_0 / scorer recipe of its records (shared) and where this machine type's records go (out).
+STUDY_DESIGN = {"study.variants", "study.compare_to", "study.shared", "study.out"}
+
+
+def _differences(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict) and prefix.rstrip(".") not in STUDY_DESIGN:
+        for k in sorted(set(a) | set(b)):
+            yield from _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+    elif a != b:
+        yield prefix.rstrip(".")
+
+
+def test_config_defaults_are_the_embedded_default():
+    """One home for every default: Params() (config.py's defaults) is params.yaml's embedded default, key by key;
+    the real-model settings live in presets (configs/*.yaml), the study's design in params.yaml's study section."""
+    committed = load_params(ROOT / "params.yaml").model_dump()
+    differ = set(_differences(Params().model_dump(), committed))
+    assert differ == STUDY_DESIGN, sorted(differ ^ STUDY_DESIGN)
+
+
+def test_the_defaults_check_sees_a_changed_default():
+    committed = load_params(ROOT / "params.yaml").model_dump()
+    changed = Params(train={"lr": 1e-5}, evaluate={"sampling": {"steps": 3}}).model_dump()
+    assert set(_differences(changed, committed)) == STUDY_DESIGN | {"train.lr", "evaluate.sampling.steps"}

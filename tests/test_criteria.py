@@ -12,7 +12,7 @@ import torch
 from seppo.config import TrainConfig
 from seppo.training import oracle
 from seppo.training.losses import AnchorConfig, AnchorEvidence, seppo_loss
-from seppo.training.plan import Layout
+from seppo.layout import Layout
 from seppo.training.reference_samples import REWARD_FILE, run_refsamples
 from seppo.training.selection import run_select
 from seppo.training.trainer import loss_calibration, run_train
@@ -220,7 +220,7 @@ def test_probe_of_identical_checkpoints_sees_no_gap_and_ranks_at_chance(shapelan
 
 def test_reward_makes_refsamples_depend_on_the_scorer_and_only_then():
     from seppo.config import parse_params
-    from seppo.dvc_plan import build
+    from seppo.planning.dvc import build
 
     models = {"pickscore_model": "models/pickscore", "pickscore_processor": "models/pickscore"}
     reward = build(parse_params({"train": {"criterion": "reward"}, "evaluate": {"models": models}}))["stages"]

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from seppo.config import TrainConfig
-from seppo.training.plan import Layout
+from seppo.layout import Layout
 from seppo.training.reference_samples import run_refsamples
 from seppo.training.selection import run_select
 from tests.test_trainer import TINY, fresh, project, unet_state  # noqa: F401  (fixture)

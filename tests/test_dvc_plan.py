@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from seppo.config import load_params, parse_params
-from seppo.dvc_plan import build, render
+from seppo.planning.dvc import build, render
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,14 +108,14 @@ def test_the_ingest_stage_depends_on_the_real_source():
 
 
 def test_committed_video_dvc_yaml_is_what_params_generate():
-    from seppo.dvc_plan import render_video
+    from seppo.planning.dvc import render_video
 
     params = load_params(ROOT / "params.yaml")
     assert (ROOT / "video/dvc.yaml").read_text() == render_video(params), "video/dvc.yaml is stale: run `seppo plan`"
 
 
 def test_the_video_graph_chains_each_arm_from_its_own_theta0_and_images_never_run_it():
-    from seppo.dvc_plan import build_video
+    from seppo.planning.dvc import build_video
 
     image = build(parse_params({"train": {"rounds": 2}}))["stages"]
     assert not any(n.startswith("video") for n in image)  # `dvc repro` (images) is not slowed by the video path
@@ -152,7 +152,7 @@ def test_video_train_overrides_are_validated_at_load():
 def test_the_paper_video_preset_plans_no_embedded_world_and_launches_on_gpus(tmp_path):
     import shutil
 
-    from seppo.dvc_plan import build_video
+    from seppo.planning.dvc import build_video
     from seppo.params_edit import apply_preset
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")

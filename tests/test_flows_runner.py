@@ -178,7 +178,7 @@ def test_prefect_retry_condition_reads_the_failed_states_exception():
 def test_the_video_flow_runs_each_arm_round_after_round_from_the_plan(tmp_path):
     from flows.pipeline import video_round_stages
     from seppo.config import parse_params
-    from seppo.dvc_plan import render_video
+    from seppo.planning.dvc import render_video
 
     (tmp_path / "video").mkdir()
     (tmp_path / "video/dvc.yaml").write_text(render_video(parse_params(

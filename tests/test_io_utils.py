@@ -39,6 +39,6 @@ def test_leftovers_of_a_killed_writer_are_cleared_by_the_next_write(tmp_path):
 
 
 def test_timing_files_sit_beside_the_metrics(tmp_path):
-    from seppo.io_utils import timing_path
+    from seppo.layout import timing_path
 
     assert timing_path("reports/metrics/cache.json").as_posix() == "reports/metrics/timing/cache.json"

@@ -13,15 +13,16 @@ SRC = ROOT / "src" / "seppo"
 # top to bottom; a unit is a subpackage of seppo or a top-level module (without .py)
 LAYERS = [
     ("entry", {"cli"}),
+    ("stages", {"stages"}),
     ("reports", {"reports"}),
     ("orchestration", {"study", "params_edit", "downloads"}),
-    ("planning", {"dvc_plan"}),
-    ("stage table", {"stages"}),
     ("training", {"training"}),
     ("evaluation", {"evaluation"}),
     ("data", {"data"}),
     ("domain", {"models", "world", "imaging"}),
-    ("base", {"config", "io_utils", "seeding", "distributed", "progress", "optim", "webassets", "code_deps",
+    ("planning", {"planning"}),
+    ("config", {"config"}),
+    ("base", {"layout", "locations", "io_utils", "seeding", "distributed", "progress", "optim", "webassets",
               "__init__"}),
 ]
 FLOOR = {unit: i for i, (_, units) in enumerate(LAYERS) for unit in units}

@@ -28,7 +28,7 @@ def test_per_sample_error_is_a_mean_over_chw():
 def test_seppo_value_by_hand_when_policy_fits_the_winner_better():
     # policy beats reference on the winner (e_pol_w < e_ref_w): s = +1, reference sample is a loser
     e_pol_w, e_ref_w, e_pol_r, e_ref_r = t(0.10), t(0.12), t(0.30), t(0.29)
-    loss, stats = seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=100.0)
+    loss, stats = seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=100.0, criterion="sign")
     d_w, d_r = 0.10 - 0.12, 0.30 - 0.29
     expected = softplus(0.5 * 100.0 * (d_w - d_r))  # -log sigmoid(-b (D_w - D_r)) = softplus(b (D_w - D_r))
     assert loss.item() == pytest.approx(expected, rel=1e-12)
@@ -38,7 +38,7 @@ def test_seppo_value_by_hand_when_policy_fits_the_winner_better():
 def test_flip_direction_when_the_reference_fits_the_winner_better():
     # reference beats policy on the winner: s = -1, the reference sample is learned as a WINNER
     e_pol_w, e_ref_w, e_pol_r, e_ref_r = t(0.20), t(0.15), t(0.40), t(0.50)
-    loss, stats = seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=10.0)
+    loss, stats = seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, beta=10.0, criterion="sign")
     d_w, d_r = 0.05, -0.10
     assert loss.item() == pytest.approx(softplus(5.0 * (d_w + d_r)), rel=1e-12)
     assert stats.flip_rate == 1.0
@@ -68,7 +68,7 @@ def test_ties_give_a_winner_only_term():
     e = t(0.25, 0.5)
     s = anchor_sign(e, e.clone(), "sign", tie_tol=0.0)
     assert s.tolist() == [0.0, 0.0]
-    loss, stats = seppo_loss(e, e.clone(), t(0.9, 0.1), t(0.1, 0.9), beta=2000.0)
+    loss, stats = seppo_loss(e, e.clone(), t(0.9, 0.1), t(0.1, 0.9), beta=2000.0, criterion="sign")
     assert loss.item() == pytest.approx(math.log(2.0))  # D_w = 0 and the reference term vanishes
     assert stats.tie_rate == 1.0 and stats.flip_rate == 0.0
     # within tie_tol counts as a tie too; just outside does not
@@ -77,7 +77,7 @@ def test_ties_give_a_winner_only_term():
 
 
 def test_beta_convention_half_beta_times_mean_error():
-    loss, _ = seppo_loss(t(0.0), t(0.001), t(0.0), t(0.0), beta=2000.0)
+    loss, _ = seppo_loss(t(0.0), t(0.001), t(0.0), t(0.0), beta=2000.0, criterion="sign")
     # b = 1000 and D_w = -0.001 -> logit 1.0
     assert loss.item() == pytest.approx(softplus(-1.0), rel=1e-12)
 

@@ -11,7 +11,7 @@ from seppo.data.cache import LatentCache, run_cache
 from seppo.data.ingest import run_ingest
 from seppo.models.conditioning import TextCond, TextEncoders, is_sdxl
 from seppo.models.pipeline import generate, load_pipeline
-from seppo.training.plan import Layout
+from seppo.layout import Layout
 from seppo.training.reference_samples import run_refsamples
 from seppo.training.selection import run_select
 from seppo.training.forward import MicroBatch, compute_loss
@@ -19,7 +19,7 @@ from seppo.training.trainer import run_train
 from tests.dummy import save_dummy_sdxl_pipeline
 from tests.test_data_ingest import row, write_shard
 
-TINY = dict(updates_per_round=2, micro_batch=2, lr=1e-3, beta=5000.0, ref_batch_size=8, checkpoint_every=1,
+TINY = dict(criterion="sign", updates_per_round=2, micro_batch=2, lr=1e-3, beta=5000.0, ref_batch_size=8, checkpoint_every=1,
             ref_sampling={"sampler": "ddim", "steps": 2, "guidance": 3.0})
 
 

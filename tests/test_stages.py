@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seppo import stages as S
-from seppo.code_deps import NOT_CODE_DEPS, closure, command_modules, dep_paths
+from seppo.planning import table as S
+from seppo.planning.code_deps import NOT_CODE_DEPS, closure, command_modules, dep_paths
 from seppo.config import Params, parse_params
-from seppo.dvc_plan import build, render
+from seppo.planning.dvc import build, render
 
 from .params_reads import reads
 
@@ -41,8 +41,8 @@ def mismatch(stage: str) -> tuple[set, set]:
 @pytest.mark.parametrize("stage", sorted(S.STAGES))
 def test_declared_params_are_exactly_what_the_code_reads(stage):
     undeclared, unread = mismatch(stage)
-    assert not undeclared, f"{stage} reads {sorted(undeclared)}: declare them in src/seppo/stages.py"
-    assert not unread, f"{stage} declares {sorted(unread)} but its code never reads them (src/seppo/stages.py)"
+    assert not undeclared, f"{stage} reads {sorted(undeclared)}: declare them in src/seppo/planning/table.py"
+    assert not unread, f"{stage} declares {sorted(unread)} but its code never reads them (src/seppo/planning/table.py)"
 
 
 def test_the_check_fails_on_an_undeclared_or_unread_key(monkeypatch):
@@ -181,8 +181,23 @@ def test_the_analysis_on_a_crafted_stage(tmp_path):
 
 
 def test_a_stage_runs_the_modules_its_command_imports():
-    assert command_modules("train") == ["seppo.training.plan", "seppo.training.trainer"]
-    assert command_modules("ingest") == ["seppo.data.ingest", "seppo.data.sources"]
+    # a command imports its stage module (seppo/stages/<name>.py), whose closure holds the library code
+    assert command_modules("train") == ["seppo.stages.train"]
+    assert command_modules("video_train") == ["seppo.stages.video_train"]
+    assert {"seppo.training.trainer", "seppo.training.plan", "seppo.layout"} <= set(closure(["seppo.stages.train"]))
+    assert "seppo.data.ingest" in closure(command_modules("ingest"))
     assert set(S.STAGES) <= {c.callback.__name__ for c in __import__("seppo.cli").cli.app.registered_commands}
     with pytest.raises(KeyError, match="no command function"):
         command_modules("nope")
+
+
+def test_every_stage_has_its_entry_point_and_command():
+    """One folder holds every stage's entry point: seppo/stages/<name>.py, run by `seppo <name>`, and nothing else."""
+    from seppo import cli
+
+    entries = {p.stem for p in (ROOT / "src/seppo/stages").glob("*.py") if not p.stem.startswith("_")}
+    assert entries == set(S.STAGES)
+    commands = {c.name or c.callback.__name__: c.callback.__name__ for c in cli.app.registered_commands}
+    for name in S.STAGES:
+        assert commands.get(name.replace("_", "-")) == name, name
+        assert command_modules(name) == [f"seppo.stages.{name}"], name

@@ -78,7 +78,7 @@ def test_bootstrap_is_seeded_and_checks_shapes():
         two_level_bootstrap(np.array([[1.0, np.nan]]), 100, 0)
 
 
-STUDY = {"train": {"updates_per_round": 2},
+STUDY = {"train": {"updates_per_round": 2}, "evaluate": {"scorers": ["shapeland_utility"]},
          "study": {"rounds": 2, "seeds": [0, 1, 2], "n_boot": 500, "compare_to": ["none"],
                    "variants": {"base": {"label": "base", "train": False},
                                 "none": {"label": "w/o anchor", "overrides": {"train.criterion": "none"}},
@@ -463,7 +463,7 @@ def test_study_can_be_limited_to_some_seeds(tmp_path):
 
 
 def test_the_study_plans_for_the_conditional_reads_of_its_runs(tmp_path):
-    from seppo.dvc_plan import build
+    from seppo.planning.dvc import build
     from seppo.study.runner import plan_branches, planned_rounds
 
     d = json.loads(json.dumps(STUDY))

@@ -17,7 +17,8 @@ import yaml
 from seppo.config import CacheConfig, IngestConfig, TrainConfig
 from seppo.data.cache import run_cache
 from seppo.data.ingest import run_ingest
-from seppo.training.plan import Layout, ref_sample_keys, round_rows
+from seppo.layout import Layout
+from seppo.training.plan import ref_sample_keys, round_rows
 from seppo.training.reference_samples import run_refsamples
 from seppo.training.selection import run_select
 from seppo.models.conditioning import as_cond
@@ -26,7 +27,7 @@ from seppo.training.trainer import TrainingDiverged, run_train
 from seppo.training.losses import per_sample_error, seppo_loss
 from tests.test_data_ingest import row, write_shard
 
-TINY = dict(updates_per_round=4, micro_batch=2, lr=1e-3, checkpoint_every=2, ref_batch_size=8,
+TINY = dict(criterion="sign", updates_per_round=4, micro_batch=2, lr=1e-3, checkpoint_every=2, ref_batch_size=8,
             ref_sampling={"sampler": "ddim", "steps": 2, "guidance": 3.0})
 
 
@@ -205,14 +206,14 @@ def test_fused_forward_equals_separate_forwards(tiny_pipeline_dir):
     z_w, z_r = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
     cond, noise = torch.randn(3, 16, 32, generator=g), torch.randn(3, 4, 8, 8, generator=g)
     t = torch.tensor([10, 500, 990])
-    cfg = TrainConfig(beta=500.0)
+    cfg = TrainConfig(beta=500.0, criterion="sign")
     fused, stats = compute_loss(cfg, policy, ref, sched, MicroBatch(z_w, z_r, as_cond(cond), noise, t))
     with torch.no_grad():
         e = {}
         for name, net in (("pol", policy), ("ref", ref)):
             for side, z in (("w", z_w), ("r", z_r)):
                 e[f"{name}_{side}"] = per_sample_error(net(sched.add_noise(z, noise, t), t, cond).sample, noise)
-    separate, _ = seppo_loss(e["pol_w"], e["ref_w"], e["pol_r"], e["ref_r"], beta=500.0)
+    separate, _ = seppo_loss(e["pol_w"], e["ref_w"], e["pol_r"], e["ref_r"], beta=500.0, criterion="sign")
     torch.testing.assert_close(fused.detach(), separate, rtol=1e-4, atol=1e-6)
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from seppo.config import Params, VideoBaseConfig, VideoWorldConfig
-from seppo.training.plan import video_train_config
+from seppo.config import video_train_config
 
 from .dummy import save_dummy_pipeline
 
@@ -65,7 +65,7 @@ def test_theta0_is_an_animatediff_folder_and_the_cache_holds_clip_latents(projec
 
 
 def _round(root: Path, arm: str, p: Params, trainable: str = "motion"):
-    from seppo.training.plan import video_layout
+    from seppo.layout import video_layout
     from seppo.training.reference_samples import run_refsamples
     from seppo.training.selection import run_select
     from seppo.training.trainer import run_train

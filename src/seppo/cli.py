@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from . import layout as L
 from .config import ConfigError, Params, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -39,264 +40,137 @@ def _show(metrics: dict) -> None:
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 
 
-@app.command()
-def world(
-    params: Path = PARAMS,
-    out: Path = typer.Option(Path("data/world"), help="Output folder of the world's data."),
-    metrics: Path = typer.Option(Path("reports/metrics/world.json"), help="Metrics JSON."),
-) -> None:
-    """Generate Shapeland: Pick-a-Pic v2 style shards, prompts, web corpus, utility check."""
-    from .world.stage import run_world
-
-    _show(run_world(_params(params).world, out, metrics))
-
-
-@app.command("video-world")
-def video_world(
-    params: Path = PARAMS,
-    out: Path = typer.Option(Path("data/video_world"), help="Output folder of the video world."),
-    metrics: Path = typer.Option(Path("reports/metrics/video_world.json"), help="Metrics JSON."),
-) -> None:
-    """Generate Shapeland clips (the text-to-video path, docs/video.md): winners / losers in the video
-    ingest's folder format, held-out clean clips for the video metrics, prompts and the pairs' truth."""
-    from .io_utils import write_json
-    from .world.video_stage import run_video_world
-
-    result = run_video_world(_params(params).video_world, out)
-    write_json(metrics, result)
-    _show(result)
+@contextlib.contextmanager
+def _failures(stage):
+    """A stage module's expected failures (``expected()``: {exception class: exit code}) as exit codes."""
+    codes = stage.expected() if hasattr(stage, "expected") else {}
+    try:
+        yield
+    except tuple(codes) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(next(c for e, c in codes.items() if isinstance(err, e))) from None
 
 
-@app.command("video-base")
-def video_base(
-    params: Path = PARAMS,
-    base: Path = typer.Option(Path("models/base"), help="The image model (a diffusers SD folder), kept frozen."),
-    web: Path = typer.Option(Path("data/video_world/web"), help="The video world's web clips."),
-    out: Path = typer.Option(Path("models/video_base"), help="Output AnimateDiffPipeline folder (+ motion_adapter/)."),
-    metrics: Path = typer.Option(Path("reports/metrics/video_base.json"), help="Metrics JSON."),
-) -> None:
-    """theta_0 of the video arms: the embedded AnimateDiff's motion adapter pretrained on the video world's web
-    clips, or video_base.source (a MotionAdapter) composed with models/base (docs/video.md)."""
-    from .io_utils import write_json
-    from .models.video_pretrain import run_video_base
-
-    result = run_video_base(_params(params).video_base, base, web, out)
-    write_json(metrics, result)
-    _show({k: v for k, v in result.items() if k != "log"})
+def _path(default: str, help: str, *names: str):
+    return typer.Option(Path(default), *names, help=help)
 
 
-@app.command("video-ingest")
-def video_ingest(
-    params: Path = PARAMS,
-    out: Path = typer.Option(Path("data/video_ingest"), help="Output folder (winners/, losers/)."),
-    metrics: Path = typer.Option(Path("reports/metrics/video_ingest.json"), help="Metrics JSON (counts)."),
-) -> None:
-    """Read video.source (and video.losers): every clip kept or quarantined with its reason (docs/video.md)."""
-    from .data.video_ingest import VideoSourceError, run_video_ingest
-
-    with _exit_on(VideoSourceError, 1):
-        _show(run_video_ingest(_params(params).video, out, metrics))
-
-
-@app.command("video-cache")
-def video_cache(
-    params: Path = PARAMS,
-    ingest_dir: Path = typer.Option(Path("data/video_ingest"), help="The video ingest stage's folder."),
-    model: Path = typer.Option(Path("models/video_base"), help="theta_0 of the video arms (its VAE and text encoder)."),
-    out: Path = typer.Option(Path("data/video_cache"), help="Cache folder."),
-    metrics: Path = typer.Option(Path("reports/metrics/video_cache.json"), help="Metrics JSON."),
-) -> None:
-    """Encode the winning (and losing) clips to latents (n, C, F, h, w) and captions to text embeddings, once."""
-    from .data.video_cache import run_video_cache
-
-    _show(run_video_cache(_params(params).video, ingest_dir, model, out, metrics))
-
-
+METRICS = "Metrics JSON."
 ROUND = typer.Option(..., "--round", "-k", min=1, help="Round k (1-based); the bank is theta_0..theta_{k-1}.")
 ROOT = typer.Option(Path("."), "--root", help="Project root holding models/, data/, runs/.")
 ARM = typer.Option("seppo", "--arm", help="The video arm (video.arms): seppo, sft or dpo.")
-VIDEO_CACHE = typer.Option(Path("data/video_cache"), "--cache", help="Video latent cache folder.")
 
 
-def _arm_config(p: Params, arm: str):
-    """train.* + video.train_overrides, with the arm's loss."""
-    from .config import VIDEO_ARMS
-    from .training.plan import video_train_config
-
-    if arm not in VIDEO_ARMS:
-        raise typer.BadParameter(f"--arm {arm!r}: one of {', '.join(VIDEO_ARMS)}")
-    return video_train_config(p).model_copy(update={"loss": arm})
+# ---- the image pipeline's stages (dvc.yaml), in pipeline order; each runs seppo/stages/<name>.py ----
 
 
-@app.command("video-select")
-def video_select(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM) -> None:
-    """A video arm's round k, step 1: choose the reference checkpoint from the arm's bank."""
-    from .training.plan import video_layout
-    from .training.selection import run_select
+@app.command()
+def world(params: Path = PARAMS, out: Path = _path(L.WORLD, "Output folder of the world's data."),
+          metrics: Path = _path(L.metrics("world"), METRICS)) -> None:
+    """Generate Shapeland: Pick-a-Pic v2 style shards, prompts, web corpus, utility check."""
+    from .stages import world as stage
 
-    _show(run_select(_arm_config(_params(params), arm), round_k, video_layout(arm, root)))
-
-
-@app.command("video-refsamples")
-def video_refsamples(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM,
-                     cache_dir: Path = VIDEO_CACHE) -> None:
-    """A video arm's round k, step 2: the selected checkpoint generates reference clips (latents)."""
-    from .training.plan import video_layout
-    from .training.reference_samples import run_refsamples
-
-    _show(run_refsamples(_arm_config(_params(params), arm), round_k, video_layout(arm, root), root / cache_dir))
-
-
-@app.command("video-train")
-def video_train(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM,
-                cache_dir: Path = VIDEO_CACHE) -> None:
-    """A video arm's round k, step 3: train its theta_{k-1} (video.trainable: motion modules or all)."""
-    from .training.plan import video_layout
-    from .training.trainer import TrainingDiverged, run_train
-
-    p = _params(params)
-    with _exit_on(TrainingDiverged, 1):
-        _show(run_train(_arm_config(p, arm), round_k, video_layout(arm, root), root / cache_dir, p.video.trainable))
+    with _failures(stage):
+        _show(stage.run(_params(params), out, metrics))
 
 
 @app.command("base-model")
-def base_model(
-    params: Path = PARAMS,
-    web: Path = typer.Option(Path("data/world/web"), help="Web corpus folder (embedded source)."),
-    out: Path = typer.Option(Path("models/base"), help="Output diffusers folder of theta_0."),
-    metrics: Path = typer.Option(Path("reports/metrics/base_model.json"), help="Metrics JSON."),
-) -> None:
+def base_model(params: Path = PARAMS, web: Path = _path(L.WORLD_WEB, "Web corpus folder (embedded source)."),
+               out: Path = _path(L.BASE_MODEL, "Output diffusers folder of theta_0."),
+               metrics: Path = _path(L.metrics("base_model"), METRICS)) -> None:
     """Pretrain the embedded base model, or copy base_model.source into a diffusers folder."""
-    from .models.stage import run_base_model
+    from .stages import base_model as stage
 
-    _show(run_base_model(_params(params).base_model, web, out, metrics))
+    with _failures(stage):
+        _show(stage.run(_params(params), web, out, metrics))
 
 
 @app.command("base-samples")
-def base_samples(
-    params: Path = PARAMS,
-    model: Path = typer.Option(Path("models/base"), help="Pipeline folder to sample."),
-    prompts: Path = typer.Option(Path("data/world/prompts.parquet"), help="Prompt table."),
-    world_metrics: Path = typer.Option(Path("reports/metrics/world.json"), help="World metrics."),
-    out: Path = typer.Option(Path("reports/base_model"), help="Folder of the grid and table."),
-    metrics: Path = typer.Option(Path("reports/metrics/base_samples.json"), help="Metrics JSON."),
-) -> None:
+def base_samples(params: Path = PARAMS, model: Path = _path(L.BASE_MODEL, "Pipeline folder to sample."),
+                 prompts: Path = _path(L.WORLD_PROMPTS, "Prompt table."),
+                 world_metrics: Path = _path(L.metrics("world"), "World metrics."),
+                 out: Path = _path(L.BASE_SAMPLES, "Folder of the grid and table."),
+                 metrics: Path = _path(L.metrics("base_samples"), METRICS)) -> None:
     """Sample theta_0 on held-out prompts; write a captioned grid and ground-truth utilities."""
-    from .reports.base_samples import run_base_samples
+    from .stages import base_samples as stage
 
-    _show(run_base_samples(_params(params).base_samples, model, prompts, world_metrics, out, metrics))
+    with _failures(stage):
+        _show(stage.run(_params(params), model, prompts, world_metrics, out, metrics))
 
 
 @app.command()
-def ingest(
-    params: Path = PARAMS,
-    out: Path = typer.Option(Path("data/ingest"), help="Folder of winners/losers/quarantine tables."),
-    metrics: Path = typer.Option(Path("reports/metrics/ingest.json"), help="Counts JSON."),
-) -> None:
+def ingest(params: Path = PARAMS, out: Path = _path(L.INGEST, "Folder of winners/losers/quarantine tables."),
+           metrics: Path = _path(L.metrics("ingest"), "Counts JSON.")) -> None:
     """Read the preference source shard by shard; keep winners, quarantine bad rows with reasons."""
-    from .data.ingest import run_ingest
-    from .data.sources import SourceError
+    from .stages import ingest as stage
 
-    with _exit_on(SourceError, 2):
-        _show(run_ingest(_params(params).ingest, out, metrics))
+    with _failures(stage):
+        _show(stage.run(_params(params), out, metrics))
 
 
 @app.command()
-def validate(
-    params: Path = PARAMS,
-    ingest_dir: Path = typer.Option(Path("data/ingest"), help="The ingest stage's folder."),
-    docs: Path = typer.Option(Path("reports/data_docs"), help="Great Expectations Data Docs site."),
-    results: Path = typer.Option(Path("reports/data/expectations.json"), help="Suite results."),
-    metrics: Path = typer.Option(Path("reports/metrics/validate.json"), help="Metrics JSON."),
-) -> None:
+def validate(params: Path = PARAMS, ingest_dir: Path = _path(L.INGEST, "The ingest stage's folder."),
+             docs: Path = _path(L.DATA_DOCS, "Great Expectations Data Docs site."),
+             results: Path = _path(L.EXPECTATIONS, "Suite results."),
+             metrics: Path = _path(L.metrics("validate"), METRICS)) -> None:
     """Run the Great Expectations checkpoint on the ingested rows; fail above the quarantine limit."""
-    from .data.expectations import DataQualityError, run_validate
+    from .stages import validate as stage
 
-    with _exit_on(DataQualityError, 1):
-        _show(run_validate(_params(params).ingest, ingest_dir, docs, results, metrics))
+    with _failures(stage):
+        _show(stage.run(_params(params), ingest_dir, docs, results, metrics))
 
 
 @app.command()
-def cache(
-    params: Path = PARAMS,
-    ingest_dir: Path = typer.Option(Path("data/ingest"), help="The ingest stage's folder."),
-    model: Path = typer.Option(Path("models/base"), help="Base model whose VAE/text encoder encode."),
-    out: Path = typer.Option(Path("data/cache"), help="Cache folder."),
-    metrics: Path = typer.Option(Path("reports/metrics/cache.json"), help="Metrics JSON."),
-) -> None:
+def cache(params: Path = PARAMS, ingest_dir: Path = _path(L.INGEST, "The ingest stage's folder."),
+          model: Path = _path(L.BASE_MODEL, "Base model whose VAE/text encoder encode."),
+          out: Path = _path(L.CACHE, "Cache folder."), metrics: Path = _path(L.metrics("cache"), METRICS)) -> None:
     """Encode winners (and losers) to VAE latents and captions to text embeddings, once."""
-    from .data.cache import run_cache
+    from .stages import cache as stage
 
-    _show(run_cache(_params(params).cache, ingest_dir, model, out, metrics))
+    with _failures(stage):
+        _show(stage.run(_params(params), ingest_dir, model, out, metrics))
 
 
+@app.command("scorer-model")
+def scorer_model(params: Path = PARAMS, web: Path = _path(L.WORLD_WEB, "Web corpus folder (contrastive phase)."),
+                 ingest_dir: Path = _path(L.INGEST, "Ingested winner/loser pairs.", "--ingest"),
+                 truth: Path = _path(L.WORLD_PAIRS_TRUTH, "The world's true utilities."),
+                 out: Path = _path(L.PICKSCORE, "Output folder (PickScore's on-disk format)."),
+                 metrics: Path = _path(L.metrics("scorer_model"), METRICS)) -> None:
+    """Train the embedded world's PickScore (CLIP contrastive, then PickScore's pair loss)."""
+    from .stages import scorer_model as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), web, ingest_dir, truth, out, metrics))
 
 
 @app.command()
 def select(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT) -> None:
     """Round k, step 1: choose the reference checkpoint from the bank (seeded, recorded)."""
-    from .training.plan import Layout
-    from .training.selection import run_select
+    from .stages import select as stage
 
-    _show(run_select(_params(params).train, round_k, Layout(root)))
+    with _failures(stage):
+        _show(stage.run(_params(params), round_k, root))
 
 
 @app.command()
-def refsamples(
-    params: Path = PARAMS,
-    round_k: int = ROUND,
-    root: Path = ROOT,
-    cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
-) -> None:
+def refsamples(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT,
+               cache_dir: Path = _path(L.CACHE, "Latent cache folder.", "--cache")) -> None:
     """Round k, step 2: the selected checkpoint generates reference samples for the round's prompts."""
-    from .training.plan import Layout
-    from .training.reference_samples import run_refsamples
+    from .stages import refsamples as stage
 
-    p = _params(params)
-    _show(run_refsamples(p.train, round_k, Layout(root), root / cache_dir, p.evaluate.models.model_dump()))
+    with _failures(stage):
+        _show(stage.run(_params(params), round_k, root, cache_dir))
 
 
 @app.command()
-def train(
-    params: Path = PARAMS,
-    round_k: int = ROUND,
-    root: Path = ROOT,
-    cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
-) -> None:
+def train(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT,
+          cache_dir: Path = _path(L.CACHE, "Latent cache folder.", "--cache")) -> None:
     """Round k, step 3: train theta_{k-1} against the selected reference; save theta_k."""
-    from .training.plan import Layout
-    from .training.trainer import TrainingDiverged, run_train
+    from .stages import train as stage
 
-    with _exit_on(TrainingDiverged, 1):
-        _show(run_train(_params(params).train, round_k, Layout(root), root / cache_dir))
-
-
-@app.command()
-def probe(
-    params: Path = PARAMS,
-    round_k: int = ROUND,
-    root: Path = ROOT,
-    policy: Path = typer.Option(..., help="Policy checkpoint (a pipeline folder, e.g. models/round_1)."),
-    reference: Path = typer.Option(None, help="Reference checkpoint; default the round's selection "
-                                   "(runs/round_k/reference.json)."),
-    draws: int = typer.Option(32, help="Independent (noise, t) draws per position (>= 2)."),
-    positions: int = typer.Option(None, help="Probe only the round's first N positions (default all)."),
-    seed: int = typer.Option(0, help="Seed of the probe's draws and of the AUC bootstrap."),
-    out: Path = typer.Option(Path("reports/probe"), help="Folder of round_k.json and round_k_positions.parquet."),
-    cache_dir: Path = typer.Option(Path("data/cache"), "--cache", help="Latent cache folder."),
-    scorer: str = typer.Option(None, help="Also rank by this preference scorer (an evaluate.scorers name, weights "
-                               "from evaluate.models): the reward criterion's statistic."),
-) -> None:
-    """The anchor's and the implicit reward's statistics at fixed checkpoints, averaged over many draws per position
-    of round k, against the embedded world's oracle (AUC with a bootstrap CI): is the statistic uninformative, or
-    does the round's drift blur it?"""
-    from .training.plan import Layout
-    from .training.probe import run_probe
-
-    p = _params(params)
-    _show(run_probe(p.train, round_k, Layout(root), root / cache_dir, policy, reference, draws,
-                    root / out if not out.is_absolute() else out, seed, positions, scorer=scorer,
-                    scorer_models=p.evaluate.models.model_dump()))
+    with _failures(stage):
+        _show(stage.run(_params(params), round_k, root, cache_dir))
 
 
 @app.command("eval-generate")
@@ -304,48 +178,161 @@ def eval_generate(
     params: Path = PARAMS,
     checkpoint: Path = typer.Option(..., help="Pipeline folder (models/base, models/round_k)."),
     name: str = typer.Option(..., help="Name of the checkpoint in tables: base, round_1, ..."),
-    out: Path = typer.Option(None, help="Output folder; default data/eval/<name>."),
-    world_prompts: Path = typer.Option(Path("data/world/prompts.parquet"), help="Embedded prompts."),
+    out: Path = typer.Option(None, help=f"Output folder; default {L.eval_images('<name>')}."),
+    world_prompts: Path = _path(L.WORLD_PROMPTS, "Embedded prompts."),
     timing: Path = typer.Option(None, help="Wall-clock JSON; default reports/metrics/timing/eval_<name>.json."),
 ) -> None:
     """Generate the evaluation images of one checkpoint (once per prompt and seed)."""
-    from .evaluation.generate import run_eval_generate
-    from .io_utils import timing_path
+    from .stages import eval_generate as stage
 
-    _show(run_eval_generate(_params(params).evaluate, checkpoint, name, out or Path("data/eval") / name,
-                            world_prompts, timing or timing_path(Path("reports/metrics") / f"eval_{name}.json")))
-
-
-@app.command("scorer-model")
-def scorer_model(
-    params: Path = PARAMS,
-    web: Path = typer.Option(Path("data/world/web"), help="Web corpus folder (contrastive phase)."),
-    ingest_dir: Path = typer.Option(Path("data/ingest"), "--ingest", help="Ingested winner/loser pairs."),
-    truth: Path = typer.Option(Path("data/world/pairs_truth.parquet"), help="The world's true utilities."),
-    out: Path = typer.Option(Path("models/pickscore"), help="Output folder (PickScore's on-disk format)."),
-    metrics: Path = typer.Option(Path("reports/metrics/scorer_model.json"), help="Metrics JSON."),
-) -> None:
-    """Train the embedded world's PickScore (CLIP contrastive, then PickScore's pair loss)."""
-    from .evaluation.pickscore_train import run_scorer_model
-
-    p = _params(params)
-    _show(run_scorer_model(p.scorer_model, p.world.image_size, web, ingest_dir, truth, out, metrics))
+    with _failures(stage):
+        _show(stage.run(_params(params), checkpoint, name, out, world_prompts, timing))
 
 
 @app.command()
-def evaluate(
-    params: Path = PARAMS,
-    images: list[Path] = typer.Option(..., "--images", help="Folders from eval-generate, base first."),
-    out: Path = typer.Option(Path("reports/eval"), help="Scores table, summary and grid."),
-    metrics: Path = typer.Option(Path("reports/metrics/eval.json"), help="Metrics JSON."),
-    plots: Path = typer.Option(Path("reports/plots/eval_rounds.csv"), help="Per-round curves."),
-) -> None:
+def evaluate(params: Path = PARAMS,
+             images: list[Path] = typer.Option(..., "--images", help="Folders from eval-generate, base first."),
+             out: Path = _path(L.EVAL, "Scores table, summary and grid."),
+             metrics: Path = _path(L.metrics("eval"), METRICS),
+             plots: Path = _path(L.EVAL_PLOTS, "Per-round curves.")) -> None:
     """Score every checkpoint's images with every configured scorer; means, CIs, win rates."""
-    from .evaluation.scorers import MissingWeights
-    from .evaluation.stage import run_evaluate
+    from .stages import evaluate as stage
 
-    with _exit_on(MissingWeights, 2):
-        _show(run_evaluate(_params(params).evaluate, images, out, metrics, plots))
+    with _failures(stage):
+        _show(stage.run(_params(params), images, out, metrics, plots))
+
+
+@app.command()
+def report(params: Path = PARAMS, root: Path = ROOT) -> None:
+    """Regenerate reports/report.md and reports/report.html from tracked outputs only."""
+    from .stages import report as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), root))
+
+
+# ---- the video pipeline's stages (video/dvc.yaml, docs/video.md), in pipeline order ----
+
+
+@app.command("video-world")
+def video_world(params: Path = PARAMS, out: Path = _path(L.VIDEO_WORLD, "Output folder of the video world."),
+                metrics: Path = _path(L.metrics("video_world"), METRICS)) -> None:
+    """Generate Shapeland clips (the text-to-video path, docs/video.md): winners / losers in the video
+    ingest's folder format, held-out clean clips for the video metrics, prompts and the pairs' truth."""
+    from .stages import video_world as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), out, metrics))
+
+
+@app.command("video-base")
+def video_base(params: Path = PARAMS,
+               base: Path = _path(L.BASE_MODEL, "The image model (a diffusers SD folder), kept frozen."),
+               web: Path = _path(L.VIDEO_WORLD_WEB, "The video world's web clips."),
+               out: Path = _path(L.VIDEO_BASE, "Output AnimateDiffPipeline folder (+ motion_adapter/)."),
+               metrics: Path = _path(L.metrics("video_base"), METRICS)) -> None:
+    """theta_0 of the video arms: the embedded AnimateDiff's motion adapter pretrained on the video world's web
+    clips, or video_base.source (a MotionAdapter) composed with models/base (docs/video.md)."""
+    from .stages import video_base as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), base, web, out, metrics))
+
+
+@app.command("video-ingest")
+def video_ingest(params: Path = PARAMS, out: Path = _path(L.VIDEO_INGEST, "Output folder (winners/, losers/)."),
+                 metrics: Path = _path(L.metrics("video_ingest"), "Metrics JSON (counts).")) -> None:
+    """Read video.source (and video.losers): every clip kept or quarantined with its reason (docs/video.md)."""
+    from .stages import video_ingest as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), out, metrics))
+
+
+@app.command("video-cache")
+def video_cache(params: Path = PARAMS, ingest_dir: Path = _path(L.VIDEO_INGEST, "The video ingest stage's folder."),
+                model: Path = _path(L.VIDEO_BASE, "theta_0 of the video arms (its VAE and text encoder)."),
+                out: Path = _path(L.VIDEO_CACHE, "Cache folder."),
+                metrics: Path = _path(L.metrics("video_cache"), METRICS)) -> None:
+    """Encode the winning (and losing) clips to latents (n, C, F, h, w) and captions to text embeddings, once."""
+    from .stages import video_cache as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), ingest_dir, model, out, metrics))
+
+
+VIDEO_CACHE = _path(L.VIDEO_CACHE, "Video latent cache folder.", "--cache")
+
+
+@app.command("video-select")
+def video_select(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM) -> None:
+    """A video arm's round k, step 1: choose the reference checkpoint from the arm's bank."""
+    from .stages import video_select as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), round_k, arm, root))
+
+
+@app.command("video-refsamples")
+def video_refsamples(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM,
+                     cache_dir: Path = VIDEO_CACHE) -> None:
+    """A video arm's round k, step 2: the selected checkpoint generates reference clips (latents)."""
+    from .stages import video_refsamples as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), round_k, arm, root, cache_dir))
+
+
+@app.command("video-train")
+def video_train(params: Path = PARAMS, round_k: int = ROUND, root: Path = ROOT, arm: str = ARM,
+                cache_dir: Path = VIDEO_CACHE) -> None:
+    """A video arm's round k, step 3: train its theta_{k-1} (video.trainable: motion modules or all)."""
+    from .stages import video_train as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), round_k, arm, root, cache_dir))
+
+
+@app.command("video-eval-generate")
+def video_eval_generate(
+    params: Path = PARAMS,
+    checkpoint: Path = typer.Option(..., help="Video checkpoint: an AnimateDiffPipeline folder (models/video_base, "
+                                    "models/video_round_k, models/video_sft_round_k, ...)."),
+    name: str = typer.Option(..., help="Name of the checkpoint in tables: base, round_1, sft_round_1, ..."),
+    out: Path = typer.Option(None, help=f"Output folder; default {L.video_eval_clips('<name>')}."),
+    timing: Path = typer.Option(None, help="Wall-clock JSON; default reports/metrics/timing/video_eval_<name>.json."),
+) -> None:
+    """Generate the evaluation clips of one video checkpoint (once per prompt and seed; docs/video.md)."""
+    from .stages import video_eval_generate as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), checkpoint, name, out, timing))
+
+
+@app.command("video-evaluate")
+def video_evaluate(params: Path = PARAMS,
+                   clips: list[Path] = typer.Option(..., "--clips", help="Folders from video-eval-generate, base first."),
+                   out: Path = _path(L.VIDEO_EVAL, "Scores table, summary and settings."),
+                   metrics: Path = _path(L.metrics("video_eval"), METRICS)) -> None:
+    """Score every video checkpoint's clips against the real clips: utility, PSNR, SSIM, LPIPS, FID, FVD; CIs."""
+    from .stages import video_evaluate as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), clips, out, metrics))
+
+
+@app.command("video-report")
+def video_report(params: Path = PARAMS, eval_dir: Path = _path(L.VIDEO_EVAL, "The video-evaluate folder.", "--eval"),
+                 clips: list[Path] = typer.Option(..., "--clips", help="Folders from video-eval-generate, base first."),
+                 out: Path = _path(L.VIDEO_REPORTS, "Folder of report.md, report.html and figures/.")) -> None:
+    """Write the video report (Markdown and self-contained HTML with frame strips and animated previews)."""
+    from .stages import video_report as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), clips, eval_dir, out))
+
+
+# ---- tools around the pipeline: planning, the probe, the study, results, presets, downloads ----
 
 
 @app.command()
@@ -355,7 +342,7 @@ def plan(
     set_: list[str] = typer.Option([], "--set", help="key=value params overrides (as dvc exp run -S)."),
 ) -> None:
     """Write dvc.yaml from params (one select/refsamples/train stage per round)."""
-    from .dvc_plan import write
+    from .planning.dvc import write
     from .params_edit import load_with_overrides
 
     from .data.sources import SourceError
@@ -365,14 +352,6 @@ def plan(
     with _exit_on(SourceError, 2):  # e.g. a Hub dataset id without a pinned ingest.revision
         changed = write(p, out)
     typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
-
-
-@app.command()
-def report(params: Path = PARAMS, root: Path = ROOT) -> None:
-    """Regenerate reports/report.md and reports/report.html from tracked outputs only."""
-    from .reports.build import run_report
-
-    _show(run_report(_params(params), root))
 
 
 @app.command("results")
@@ -404,7 +383,7 @@ def preset(
     params: Path = PARAMS,
 ) -> None:
     """Merge a preset into params.yaml (validated first; written atomically) and re-plan dvc.yaml."""
-    from .dvc_plan import write
+    from .planning.dvc import write
     from .params_edit import apply_preset
 
     from .data.sources import SourceError
@@ -472,53 +451,32 @@ def check_params(params: Path = PARAMS) -> None:
     typer.echo(yaml.safe_dump(_params(params).model_dump(), sort_keys=False))
 
 
-@app.command("video-eval-generate")
-def video_eval_generate(
+@app.command()
+def probe(
     params: Path = PARAMS,
-    checkpoint: Path = typer.Option(..., help="Video checkpoint: an AnimateDiffPipeline folder (models/video_base, "
-                                    "models/video_round_k, models/video_sft_round_k, ...)."),
-    name: str = typer.Option(..., help="Name of the checkpoint in tables: base, round_1, sft_round_1, ..."),
-    out: Path = typer.Option(None, help="Output folder; default data/video_eval/<name>."),
-    timing: Path = typer.Option(None, help="Wall-clock JSON; default reports/metrics/timing/video_eval_<name>.json."),
+    round_k: int = ROUND,
+    root: Path = ROOT,
+    policy: Path = typer.Option(..., help="Policy checkpoint (a pipeline folder, e.g. models/round_1)."),
+    reference: Path = typer.Option(None, help="Reference checkpoint; default the round's selection "
+                                   "(runs/round_k/reference.json)."),
+    draws: int = typer.Option(32, help="Independent (noise, t) draws per position (>= 2)."),
+    positions: int = typer.Option(None, help="Probe only the round's first N positions (default all)."),
+    seed: int = typer.Option(0, help="Seed of the probe's draws and of the AUC bootstrap."),
+    out: Path = typer.Option(Path(L.PROBE), help="Folder of round_k.json and round_k_positions.parquet."),
+    cache_dir: Path = _path(L.CACHE, "Latent cache folder.", "--cache"),
+    scorer: str = typer.Option(None, help="Also rank by this preference scorer (an evaluate.scorers name, weights "
+                               "from evaluate.models): the reward criterion's statistic."),
 ) -> None:
-    """Generate the evaluation clips of one video checkpoint (once per prompt and seed; docs/video.md)."""
-    from .evaluation.video_generate import VideoEvalError, run_video_eval_generate
-    from .io_utils import timing_path
-    from .models.pipeline import ModelNotFound
+    """The anchor's and the implicit reward's statistics at fixed checkpoints, averaged over many draws per position
+    of round k, against the embedded world's oracle (AUC with a bootstrap CI): is the statistic uninformative, or
+    does the round's drift blur it?"""
+    from .layout import Layout
+    from .training.probe import run_probe
 
-    with _exit_on((VideoEvalError, ModelNotFound), 2):
-        _show(run_video_eval_generate(_params(params).video, checkpoint, name, out or Path("data/video_eval") / name,
-                                      timing or timing_path(Path("reports/metrics") / f"video_eval_{name}.json")))
-
-
-@app.command("video-evaluate")
-def video_evaluate(
-    params: Path = PARAMS,
-    clips: list[Path] = typer.Option(..., "--clips", help="Folders from video-eval-generate, base first."),
-    out: Path = typer.Option(Path("reports/video/eval"), help="Scores table, summary and settings."),
-    metrics: Path = typer.Option(Path("reports/metrics/video_eval.json"), help="Metrics JSON."),
-) -> None:
-    """Score every video checkpoint's clips against the real clips: utility, PSNR, SSIM, LPIPS, FID, FVD; CIs."""
-    from .evaluation.video_generate import VideoEvalError
-    from .evaluation.video_stage import run_video_evaluate
-
-    with _exit_on(VideoEvalError, 2):
-        _show(run_video_evaluate(_params(params).video, clips, out, metrics))
-
-
-@app.command("video-report")
-def video_report(
-    params: Path = PARAMS,
-    eval_dir: Path = typer.Option(Path("reports/video/eval"), "--eval", help="The video-evaluate folder."),
-    clips: list[Path] = typer.Option(..., "--clips", help="Folders from video-eval-generate, base first."),
-    out: Path = typer.Option(Path("reports/video"), help="Folder of report.md, report.html and figures/."),
-) -> None:
-    """Write the video report (Markdown and self-contained HTML with frame strips and animated previews)."""
-    from .evaluation.video_generate import VideoEvalError
-    from .reports.video_report import run_video_report
-
-    with _exit_on(VideoEvalError, 2):
-        _show(run_video_report(_params(params), eval_dir, clips, out))
+    p = _params(params)
+    _show(run_probe(p.train, round_k, Layout(root), root / cache_dir, policy, reference, draws,
+                    root / out if not out.is_absolute() else out, seed, positions, scorer=scorer,
+                    scorer_models=p.evaluate.models.model_dump()))
 
 
 def main() -> None:  # pragma: no cover - console entry point

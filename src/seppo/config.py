@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import layout as L
+
 # torch.optim.AdamW's three implementations: the same update, rounded differently (so a model's bits depend on
 # the choice). "for-loop" is torch's per-tensor Python loop (its CPU default), "fused" one kernel over all tensors.
 AdamWImpl = Literal["for-loop", "foreach", "fused"]
@@ -167,24 +169,24 @@ class BaseModelConfig(_Section):
         32, ge=8, le=77, description="Tokenizer model_max_length (captions are short)."
     )
     vae_channels: list[int] = Field(
-        [32, 64, 64],
+        [16, 32, 32],
         min_length=2,
         description="AutoencoderKL block_out_channels; n blocks give a 2^(n-1) latent factor.",
     )
-    vae_steps: int = Field(1500, ge=1, description="Optimizer steps of VAE training.")
+    vae_steps: int = Field(400, ge=1, description="Optimizer steps of VAE training.")
     vae_lr: float = Field(1e-3, gt=0.0, description="VAE learning rate (AdamW).")
     vae_batch_size: int = Field(32, ge=1, description="Batch size of VAE training.")
     vae_kl_weight: float = Field(1e-6, ge=0.0, description="Weight of the VAE's KL term.")
     unet_channels: list[int] = Field(
-        [64, 128], min_length=1, description="UNet2DConditionModel block_out_channels."
+        [32, 64], min_length=1, description="UNet2DConditionModel block_out_channels."
     )
     unet_layers_per_block: int = Field(1, ge=1, description="UNet layers per block.")
     unet_attention_heads: int = Field(
         2, ge=1, description="Attention heads of every UNet transformer block (diffusers' `attention_head_dim`, "
         "which UNet2DConditionModel reads as the head count). 2 (head widths 16 / 32): 13% less pretraining time "
         "than 8 at equal quality on this CPU (docs/world.md); the study's theta_0 has 8 (study.shared).")
-    unet_steps: int = Field(3000, ge=1, description="Optimizer steps of UNet pretraining.")
-    unet_lr: float = Field(1e-3, gt=0.0, description="UNet peak learning rate (AdamW, cosine).")
+    unet_steps: int = Field(800, ge=1, description="Optimizer steps of UNet pretraining.")
+    unet_lr: float = Field(3e-3, gt=0.0, description="UNet peak learning rate (AdamW, cosine).")
     batch_size: int = Field(64, ge=1, description="Batch size of UNet pretraining.")
     noise_offset: float = Field(
         0.3, ge=0.0, description="Offset-noise scale of UNet pretraining (per-channel constant noise); "
@@ -231,7 +233,7 @@ class IngestConfig(_Section):
     """Winning-image ingest from a Pick-a-Pic v2 style source, with per-row quarantine."""
 
     source: str = Field(
-        "data/world/pickapic",
+        L.WORLD_PICKAPIC,
         description="Parquet shards (a folder, a glob or a file), webdataset tars (a folder or "
         "glob of .tar), a `datasets` save_to_disk folder, or a Hub dataset id. The default is the "
         "embedded world's shards. A local source (inside the project or not) is a DVC dependency "
@@ -334,12 +336,12 @@ class TrainConfig(_Section):
         "seppo", description="seppo: winners + reference samples; dpo: real winner/loser pairs with "
         "theta_0 as reference; sft: winners only, plain denoising loss."
     )
-    rounds: int = Field(3, ge=1, description="Number of rounds K; theta_k is saved after round k.")
+    rounds: int = Field(1, ge=1, description="Number of rounds K; theta_k is saved after round k.")
     strategy: Literal["uniform", "first", "latest"] = Field(
         "uniform", description="Reference selection from the bank {theta_0..theta_{k-1}} (seppo only)."
     )
     criterion: Literal["sign", "indicator", "none", "soft", "oracle", "oracle_drop", "reward", "implicit"] = Field(
-        "sign", description="How s is decided per (winner, reference sample). The anchor on the winner, gap = "
+        "none", description="How s is decided per (winner, reference sample). The anchor on the winner, gap = "
         "e_ref^w - e_pol^w: sign (the paper: s = sign(gap), a reference sample is learned as a loser or a second "
         "winner), indicator (loser or dropped, never flipped), soft (s = tanh(gap / (anchor_soft_c * SE)), needs "
         "anchor_draws >= 2). none: always a loser (the paper's 'w/o AAF' ablation). Criteria that read the reference "
@@ -381,10 +383,10 @@ class TrainConfig(_Section):
     tie_tol: float = Field(
         1e-7, ge=0.0, description="|e_ref^w - e_pol^w| at or below this gives s = 0 (no reference term)."
     )
-    updates_per_round: int = Field(40, ge=1, description="Optimizer updates per round.")
-    micro_batch: int = Field(8, ge=1, description="Winners per process per forward (each paired with one reference sample).")
+    updates_per_round: int = Field(60, ge=1, description="Optimizer updates per round.")
+    micro_batch: int = Field(16, ge=1, description="Winners per process per forward (each paired with one reference sample).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer update.")
-    lr: float = Field(1e-5, gt=0.0, description="Peak learning rate (AdamW).")
+    lr: float = Field(2e-4, gt=0.0, description="Peak learning rate (AdamW).")
     lr_warmup: int = Field(
         0, ge=0, description="Linear warm-up in optimizer updates; must be shorter than a round."
     )
@@ -422,7 +424,7 @@ class TrainConfig(_Section):
     ref_samples_per_prompt: int = Field(2, ge=1, description="Samples per unique prompt with ref_samples=per_prompt.")
     ref_batch_size: int = Field(64, ge=1, description="Prompts per batch when generating reference samples.")
     ref_sampling: SamplingConfig = Field(
-        default_factory=SamplingConfig, description="Sampler, steps and guidance of the reference samples."
+        default_factory=lambda: SamplingConfig(sampler="dpmpp_2m", steps=10), description="Sampler, steps and guidance of the reference samples."
     )
     processes: int = Field(
         1, ge=1, description="Training processes (GPUs) the accelerate config launches; sizes each round "
@@ -480,8 +482,8 @@ ScorerName = Literal["shapeland_utility", "pickscore_x100", "hps_v20_x100", "hps
                      "clip_l14_x100", "aesthetic_laion"]
 SCORER_NAMES: tuple[str, ...] = ScorerName.__args__
 # The folder the scorer_model stage writes (the embedded world's PickScore)
-EMBEDDED_PICKSCORE = "models/pickscore"
-EMBEDDED_PREFERENCES = "data/world/pickapic"
+EMBEDDED_PICKSCORE = L.PICKSCORE
+EMBEDDED_PREFERENCES = L.WORLD_PICKAPIC
 RELEASED_PICKSCORE = "yuvalkirstain/PickScore_v1"
 RELEASED_PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 
@@ -558,10 +560,10 @@ class ScorerModelConfig(_Section):
     patch_size: int = Field(8, ge=1, description="ViT patch side in pixels.")
     projection_dim: int = Field(64, ge=8, description="Joint embedding size.")
     max_tokens: int = Field(32, ge=8, description="Tokenizer length (captions are padded to it).")
-    contrastive_steps: int = Field(800, ge=1, description="Phase 1 steps (InfoNCE on the web corpus).")
+    contrastive_steps: int = Field(400, ge=1, description="Phase 1 steps (InfoNCE on the web corpus).")
     contrastive_batch: int = Field(128, ge=2, description="Phase 1 batch size.")
     contrastive_lr: float = Field(1e-3, gt=0, description="Phase 1 peak learning rate (AdamW, cosine).")
-    preference_steps: int = Field(200, ge=1, description="Phase 2 steps (PickScore's loss on pairs).")
+    preference_steps: int = Field(100, ge=1, description="Phase 2 steps (PickScore's loss on pairs).")
     preference_batch: int = Field(64, ge=1, description="Phase 2 pairs per step.")
     preference_lr: float = Field(3e-5, gt=0, description="Phase 2 peak learning rate.")
     warmup_steps: int = Field(20, ge=0, description="Linear warm-up of each phase.")
@@ -589,7 +591,7 @@ class EvaluateConfig(_Section):
         None, description="accelerate config for the eval_<checkpoint> stages: images are split across its "
         "processes (every P-th image each) and gathered; null = one process.")
     scorers: list[ScorerName] = Field(
-        ["shapeland_utility"], min_length=1,
+        ["shapeland_utility", "pickscore_x100"], min_length=1,
         description="Scorer names (each carries its scale and version): " + ", ".join(SCORER_NAMES) + ".")
     models: ScorerModels = Field(default_factory=ScorerModels, description=ScorerModels.__doc__)
     n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (over prompts).")
@@ -651,9 +653,9 @@ class StudyConfig(_Section):
         "(each run then checks them out of DVC's run cache), so a pinned recipe reproduces its theta_0 bit for "
         "bit on the machine type that trained it.")
     target: str = Field("evaluate", description="The DVC stage each experiment reproduces (with its upstream).")
-    jobs: int = Field(1, ge=1, description="Experiments run at once (<= 2 on the 2-core machine; each gets "
+    jobs: int = Field(2, ge=1, description="Experiments run at once (<= 2 on the 2-core machine; each gets "
                       "cores / jobs torch threads). More on a cluster.")
-    out: str = Field("reports/study", description="Folder of the per-run records, aggregate table and figures.")
+    out: str = Field(L.STUDY, description="Folder of the per-run records, aggregate table and figures.")
     compare_to: list[str] = Field([], description="Variants every other is paired against (differences on "
                                   "the same seed and prompt), e.g. [none, sft]; names of variants.")
     metrics: list[str] | None = Field(None, description="Scorers in the aggregate; null = all in the records.")
@@ -681,14 +683,14 @@ class VideoConfig(_Section):
     Training reads the ``train`` section with ``train_overrides`` applied on top (clips cost ~F times an image, so
     the video default trains fewer, smaller updates); every arm starts from theta_0 = models/video_base."""
 
-    source: str = Field("data/video_world/winners", description="The winning clips: a folder with captions.csv / "
+    source: str = Field(L.VIDEO_WINNERS, description="The winning clips: a folder with captions.csv / "
                         "captions.parquet (clip_id, caption, path) and frame folders or animated files "
                         "(seppo.data.video_ingest). A ChronoMagic-style mirror goes here.")
-    losers: str | None = Field("data/video_world/losers", description="The losing clips in the same format (only the "
+    losers: str | None = Field(L.VIDEO_LOSERS, description="The losing clips in the same format (only the "
                                "dpo arm reads them); null when the set has winners only.")
-    real: str = Field("data/video_world/eval_real", description="Held-out real clips (same format), the references of "
+    real: str = Field(L.VIDEO_REAL, description="Held-out real clips (same format), the references of "
                       "FID / FVD / LPIPS / SSIM / PSNR; matched to generated clips by caption.")
-    prompts: str = Field("data/video_world/prompts.parquet", description="Evaluation prompts: a parquet with columns "
+    prompts: str = Field(L.VIDEO_PROMPTS, description="Evaluation prompts: a parquet with columns "
                          "prompt_id, caption (and split: only split == 'eval' is used when present).")
     frames: int = Field(8, ge=2, le=64, description="Frames per clip: ingest expects it, generation makes it.")
     max_side: int = Field(1024, ge=8, description="Ingest: the largest frame side accepted (read from the header).")
@@ -772,9 +774,9 @@ class Params(_Section):
         bad = sorted(set(self.video.train_overrides) - set(TrainConfig.model_fields))
         if bad:
             raise ValueError(f"video.train_overrides: unknown train keys {bad}")
-        # the overridden values validate as train.* values (training.plan.video_train_config applies them)
+        # the overridden values validate as train.* values (video_train_config below applies them)
         TrainConfig(**{**self.train.model_dump(), **self.video.train_overrides})
-        if self.video.frames != self.video_world.frames and self.video.source.startswith("data/video_world"):
+        if self.video.frames != self.video_world.frames and self.video.source.startswith(L.VIDEO_WORLD):
             raise ValueError(f"video.frames={self.video.frames} but the embedded video world makes "
                              f"video_world.frames={self.video_world.frames}-frame clips")
         return self
@@ -909,3 +911,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     return parse_params(data, str(path))
+
+
+def video_train_config(params: Params) -> TrainConfig:
+    """What the video rounds train with: the train section with video.train_overrides applied (rounds per arm =
+    train.rounds unless overridden)."""
+    return TrainConfig(**{**params.train.model_dump(), **params.video.train_overrides})

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import Params
-from .evaluation.scorers.base import built_here
+from .locations import built_here
 
 NOT_WEIGHTS = {"hps_architecture", "imagereward_vit", "imagereward_image_size"}
 

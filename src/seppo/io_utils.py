@@ -55,17 +55,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def timing_path(metrics: str | Path) -> Path:
-    """Where a stage's wall-clock figures go: reports/metrics/timing/<name> next to its metrics.
-
-    Seconds, throughput and memory differ from run to run, so they live only in these files, which
-    DVC records as uncached metrics and no stage lists as a dependency: re-running a stage (after a
-    crash, say) then changes nothing that anything downstream reads.
-    """
-    metrics = Path(metrics)
-    return metrics.parent / "timing" / metrics.name
-
-
 def write_json(path: str | Path, data: Any) -> None:
     """Pretty, key-sorted JSON, written atomically (stable bytes for DVC and git)."""
     with atomic_path(path) as tmp:

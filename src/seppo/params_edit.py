@@ -73,7 +73,7 @@ def apply_preset(params_path: Path, preset: Path) -> Params:
     """Merge ``preset`` into ``params_path``: validated first, then written atomically."""
     data: dict[str, Any] = merge(read_mapping(params_path), read_mapping(preset))
     params = parse_params(data, f"{params_path} + {preset}")
-    from .dvc_plan import render
+    from .planning.dvc import render
 
     render(params)  # plannable before params.yaml is touched (e.g. a Hub id's pinned revision: SourceError)
     with atomic_path(Path(params_path)) as tmp:

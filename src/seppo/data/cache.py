@@ -21,7 +21,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..config import CacheConfig
-from ..io_utils import atomic_dir, timing_path, write_json
+from ..io_utils import atomic_dir, write_json
+from ..layout import timing_path
 from ..models.conditioning import TextCond, TextEncoders, sdxl_time_ids
 from ..seeding import named_rng
 

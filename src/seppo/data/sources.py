@@ -25,6 +25,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..locations import SourceError, check_hub_revision, is_hub_id  # noqa: F401  (also this module's interface)
+
 PICKAPIC_HUB_ID = "yuvalkirstain/pickapic_v2"
 # Columns ingest reads; anything else (e.g. `__index_level_0__`) is ignored.
 REQUIRED_COLUMNS = (
@@ -42,12 +44,7 @@ REQUIRED_COLUMNS = (
 SHARD_SUFFIX = {"parquet": ".parquet", "webdataset": ".tar"}
 # Hub-style shard names carry their split: `train-00000-of-00645-<hash>.parquet`
 _SPLIT_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-\d+-of-\d+")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
-
-
-class SourceError(ValueError):
-    """ingest.source cannot be used as given; the message says why and which param to change."""
 
 
 class SourceNotFound(SourceError, FileNotFoundError):
@@ -104,22 +101,6 @@ def _not_found(source: str, fmt: str, ignored: list[dict] | None = None) -> Sour
         f"({PICKAPIC_HUB_ID}) is offline; point params at a local mirror, e.g. "
         "`dvc exp run -S ingest.source=/data/pickapic_v2/data` (or edit ingest.source in params.yaml)."
     )
-
-
-def is_hub_id(source: str) -> bool:
-    """`owner/name` that is not on disk: a Hub dataset id."""
-    return (not Path(source).exists() and source.count("/") == 1 and not source.startswith((".", "/", "~"))
-            and not glob.has_magic(source))
-
-
-def check_hub_revision(source: str, revision: str | None) -> None:
-    """A Hub dataset is read at a pinned commit, never at a moving branch."""
-    if revision is None or not _COMMIT.match(revision):
-        raise SourceError(
-            f"ingest.source={source!r} is not on disk, so it is read as a Hub dataset id: set "
-            "ingest.revision to a commit sha (40 hex characters) so the data is pinned and recorded "
-            f"in dvc.lock (got ingest.revision={revision!r}); or fix the path if a local folder was meant."
-        )
 
 
 def _candidates(source: str) -> list[Path]:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import VideoConfig
-from ..io_utils import atomic_dir, timing_path, write_json
+from ..io_utils import atomic_dir, write_json
+from ..layout import timing_path
 from .cache import default_resolution, load_vae
 from .video_ingest import load_clips
 

@@ -14,6 +14,7 @@ from ..config import EvaluateConfig
 from ..io_utils import atomic_dir, write_json
 from ..models.pipeline import generate, load_pipeline, prompt_seed
 from .prompts import load_prompts
+from .. import layout as L
 
 
 def _png(img: np.ndarray) -> bytes:
@@ -31,7 +32,7 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def run_eval_generate(cfg: EvaluateConfig, checkpoint: Path, name: str, out: Path,
-                      world_prompts: Path = Path("data/world/prompts.parquet"), timing: Path | None = None) -> dict:
+                      world_prompts: Path = Path(L.WORLD_PROMPTS), timing: Path | None = None) -> dict:
     """Images of one checkpoint; launched on P processes, each generates every P-th image and the
     main process writes them all (each image has its own seed, so P does not change them).
 

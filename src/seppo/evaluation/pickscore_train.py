@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ScorerModelConfig
-from ..io_utils import atomic_dir, timing_path, write_json
+from ..io_utils import atomic_dir, write_json
+from ..layout import timing_path
 from ..optim import adamw
 from ..progress import progress
 from ..seeding import unit_interval

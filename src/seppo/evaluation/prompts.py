@@ -12,13 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import EvaluateConfig
+from .. import layout as L
 
 
 class PromptSetError(ValueError):
     pass
 
 
-def load_prompts(cfg: EvaluateConfig, world_prompts: Path = Path("data/world/prompts.parquet")) -> pd.DataFrame:
+def load_prompts(cfg: EvaluateConfig, world_prompts: Path = Path(L.WORLD_PROMPTS)) -> pd.DataFrame:
     """A (prompt_id, prompt) table, first ``max_prompts`` rows."""
     src = cfg.prompts
     if src == "embedded":

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from ..config import BaseModelConfig
-from ..io_utils import atomic_dir, timing_path, write_json
+from ..io_utils import atomic_dir, write_json
+from ..layout import timing_path
 
 
 def run_base_model(cfg: BaseModelConfig, web_dir: Path, out_dir: Path, metrics_path: Path) -> dict:

@@ -15,6 +15,8 @@ import pandas as pd
 
 from ..config import Params
 from ..io_utils import atomic_path
+from .. import layout as L
+from ..layout import Layout
 
 FIG_DPI = 100
 
@@ -144,17 +146,16 @@ def _scorer_section(params: Params, sm: dict) -> list[str]:
 
 def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
     rep = root / "reports"
-    figs = rep / "figures"
+    figs = root / L.REPORT_FIGURES
     figs.mkdir(parents=True, exist_ok=True)
     for old in figs.glob("*.png"):  # the stage's own folder: a figure no longer drawn must not linger
         old.unlink()
     K = params.train.rounds
-    m = {n: _read_json(rep / "metrics" / f"{n}.json") for n in ("world", "ingest", "validate", "cache", "eval",
-                                                           "scorer_model")}
-    rounds = [_read_json(rep / "metrics" / f"round_{k}.json") for k in range(1, K + 1)]
-    summary = pd.read_csv(rep / "eval" / "summary.csv") if (rep / "eval" / "summary.csv").exists() else pd.DataFrame()
+    m = {n: _read_json(root / L.metrics(n)) for n in ("world", "ingest", "validate", "cache", "eval", "scorer_model")}
+    rounds = [_read_json(Layout(root).metrics(k)) for k in range(1, K + 1)]
+    summary = pd.read_csv(root / L.EVAL_SUMMARY) if (root / L.EVAL_SUMMARY).exists() else pd.DataFrame()
     curve_paths = _round_curves(summary, figs) if len(summary) else []
-    train_figs = _train_curves([root / f"runs/round_{k}/live" for k in range(1, K + 1)], figs,
+    train_figs = _train_curves([Layout(root).live(k) for k in range(1, K + 1)], figs,
                                params.train.criterion)
 
     ev = m["eval"].get("settings", {})
@@ -190,7 +191,7 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
         md += [f"Great Expectations suite: {val.get('expectations')} expectations, kept rows pass: "
                f"{val.get('kept_rows_pass')} (Data Docs: `reports/data_docs/index.html`).", ""]
     md += ["## Metrics (mean over prompts and seeds, 95% bootstrap CI over prompts; paired vs the base model)", ""]
-    md += metrics_table(params, summary, rep / "eval" / "scores.parquet")
+    md += metrics_table(params, summary, root / L.EVAL_SCORES)
     md += _scorer_section(params, m["scorer_model"])
     if any(rounds):
         md += ["## Training rounds", "",
@@ -216,10 +217,10 @@ def build_report(params: Params, root: Path = Path(".")) -> tuple[str, str]:
         md += ["## Training curves", "", "One figure per logged series; the rounds are overlaid.", ""]
         for p, caption in train_figs:
             md += ([f"![{p.stem}](figures/{p.name})", ""] if p else []) + [f"*{caption}*", ""]
-    grids = [("Evaluation images: base model vs each round", rep / "eval" / "grid.png",
+    grids = [("Evaluation images: base model vs each round", root / L.EVAL / "grid.png",
               "The same held-out prompts (columns) and seed for every checkpoint (rows); the number under "
               "each image is its score by the first scorer of `evaluate.scorers`."),
-             ("Base model samples (`base_samples` stage)", rep / "base_model" / "grid.png",
+             ("Base model samples (`base_samples` stage)", root / L.BASE_SAMPLES / "grid.png",
               "theta_0 on held-out prompts (columns); the number under each image is its ground-truth utility.")]
     for title, p, caption in grids:
         if p.exists():
@@ -271,8 +272,7 @@ def _diff_vs_base(scores_path: Path, n_boot: int, seed: int) -> dict[tuple[str, 
 
 
 # the files whose content the report's numbers come from (md5 below: which outputs this report describes)
-PROVENANCE_FILES = ("reports/eval/summary.csv", "reports/eval/scores.parquet", "reports/metrics/eval.json",
-                    "reports/metrics/world.json", "reports/metrics/scorer_model.json")
+PROVENANCE_FILES = (L.EVAL_SUMMARY, L.EVAL_SCORES, L.metrics("eval"), L.metrics("world"), L.metrics("scorer_model"))
 
 
 def _provenance(params: Params, root: Path) -> list[str]:
@@ -357,8 +357,8 @@ def markdown_to_html(md_text: str, rep: Path, title: str = "SePPO run report") -
 
 def run_report(params: Params, root: Path = Path(".")) -> dict:
     md, page = build_report(params, root)
-    with atomic_path(root / "reports" / "report.md") as tmp:
+    with atomic_path(root / L.REPORT_MD) as tmp:
         tmp.write_text(md)
-    with atomic_path(root / "reports" / "report.html") as tmp:
+    with atomic_path(root / L.REPORT_HTML) as tmp:
         tmp.write_text(page)
-    return {"report_md": "reports/report.md", "report_html": "reports/report.html", "bytes_html": len(page)}
+    return {"report_md": L.REPORT_MD, "report_html": L.REPORT_HTML, "bytes_html": len(page)}

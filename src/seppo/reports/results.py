@@ -15,6 +15,8 @@ import pandas as pd
 from ..config import Params
 from ..io_utils import atomic_path
 from .build import _read_json
+from .. import layout as L
+from ..layout import Layout
 
 RESULTS = Path("docs/results.md")
 README = Path("README.md")
@@ -36,11 +38,10 @@ def _relink(lines: list[str]) -> list[str]:
 def _default_section(params: Params, root: Path) -> list[str]:
     from .build import metrics_table
 
-    rep = root / "reports"
-    summary_path = rep / "eval" / "summary.csv"
+    summary_path = root / L.EVAL_SUMMARY
     if not summary_path.exists():
         return []
-    ev = _read_json(rep / "metrics" / "eval.json").get("settings", {})
+    ev = _read_json(root / L.metrics("eval")).get("settings", {})
     tr = params.train
     md = ["## The embedded default (`make repro`: reports/report.html)", "",
           f"One training run: loss `{tr.loss}`, criterion `{tr.criterion}`, {tr.rounds} round(s) x "
@@ -48,8 +49,8 @@ def _default_section(params: Params, root: Path) -> list[str]:
           f"{ev.get('n_prompts')} held-out prompts x seeds {ev.get('seeds')}, {ev.get('sampler')} {ev.get('steps')} "
           f"steps, guidance {ev.get('guidance')}. `shapeland_utility`: the world's ground truth in [0, 1]; "
           "`pickscore_x100`: the embedded PickScore x100 (not comparable with the released PickScore's numbers).", ""]
-    md += metrics_table(params, pd.read_csv(summary_path), rep / "eval" / "scores.parquet")
-    rounds = [_read_json(rep / "metrics" / f"round_{k}.json") for k in range(1, tr.rounds + 1)]
+    md += metrics_table(params, pd.read_csv(summary_path), root / L.EVAL_SCORES)
+    rounds = [_read_json(Layout(root).metrics(k)) for k in range(1, tr.rounds + 1)]
     keys = [("mean_loss", "mean loss"), ("logit_abs_median", "median abs logit"),
             ("share_clipped", "clipped updates"), ("mean_implicit_acc", "implicit acc."),
             ("anchor_auc", "anchor AUC vs oracle")]
@@ -71,9 +72,9 @@ def _probe_anatomy(root: Path) -> list[str]:
     rank correlation of the averaged gap with each utility (reports/probe/round_1_positions.parquet)."""
     import numpy as np
 
-    from ..training.oracle import auc, auc_ci
+    from ..evaluation.stats import auc, auc_ci
 
-    path = root / "reports/probe/round_1_positions.parquet"
+    path = root / L.probe_positions(1)
     if not path.exists():
         return []
     t = pd.read_parquet(path)
@@ -107,7 +108,7 @@ def _probe_anatomy(root: Path) -> list[str]:
 
 
 def _dpo_section(root: Path) -> list[str]:
-    h = _read_json(root / "reports/probe/dpo_health.json")
+    h = _read_json(root / L.PROBE / "dpo_health.json")
     if not h:
         return []
     md = ["## Diffusion-DPO health (`scripts/dpo_health.py`: reports/probe/dpo_health.json)", "",
@@ -124,7 +125,7 @@ def _dpo_section(root: Path) -> list[str]:
 
 
 def _video_section(root: Path) -> list[str]:
-    path = root / "reports/video/eval/summary.csv"
+    path = root / L.VIDEO_EVAL_SUMMARY
     if not path.exists():
         return []
     t = pd.read_csv(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Params
+from .. import layout as L
 
 PAPER_SCALE = "PickScore x100, Pick-a-Pic v2, SD1.5 (paper, one run)"
 # key -> (the paper's row name, its number)
@@ -85,7 +86,7 @@ def _probe_lines(root: Path) -> list[str]:
     """`seppo probe` of round 1 (fixed checkpoints, many draws per position), when it was run and committed."""
     import json
 
-    path = root / "reports/probe/round_1.json"
+    path = root / L.probe_record(1)
     if not path.exists():
         return []
     p = json.loads(path.read_text())
@@ -146,7 +147,7 @@ def study_section(params: Params, root: Path = Path(".")) -> list[str]:
         md += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
                for line in auc_markdown(pd.read_csv(out / "auc_summary.csv"))]
     md += _probe_lines(root)
-    others = sorted(p.parent for p in (root / "reports/study").glob("**/aggregate.md") if p.parent != out)
+    others = sorted(p.parent for p in (root / L.STUDY).glob("**/aggregate.md") if p.parent != out)
     if others:
         md += ["Other study folders (one per theta_0: runs of another machine type train another base model, so "
                "their rows are not paired with these): "

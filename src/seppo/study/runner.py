@@ -37,6 +37,8 @@ import pandas as pd
 from ..config import Params, parse_params
 from ..io_utils import atomic_path, write_json
 from .records import Run, build_record, is_done, plan_runs, record_path
+from .. import layout as L
+from ..layout import Layout
 
 DVC_YAML_BACKUP = ".dvc/tmp/seppo-study-dvc.yaml.orig"
 
@@ -68,7 +70,7 @@ SHARED_RUN = "study-shared"
 def shared_stages(params: Params) -> list[str]:
     """The stages of the study's graph (upstream of study.target) that neither read a train.* key nor
     consume a stage that does: computed once and shared by every run (world ... cache, scorer_model, eval_base)."""
-    from ..dvc_plan import build
+    from ..planning.dvc import build
 
     stages = build(params)["stages"]
     producer = {(o if isinstance(o, str) else next(iter(o))): n for n, st in stages.items() for o in st.get("outs", [])}
@@ -134,7 +136,7 @@ def planned_rounds(root: Path, params: Params, rounds: int, replan: bool,
     The original is backed up once under .dvc/tmp (ignored by git): a study killed here leaves the
     backup, and the re-run restores from it, never from the study's own plan.
     """
-    from ..dvc_plan import render
+    from ..planning.dvc import render
 
     if not replan:
         yield
@@ -212,13 +214,13 @@ def _read_at(root: Path, rev: str, path: str) -> bytes | None:
 
 def collect(root: Path, run: Run, label: str, rounds: int, rev: str, wall_s: float | None) -> dict:
     """The record of a finished experiment, read from its commit."""
-    raw = _read_at(root, rev, "reports/eval/scores.parquet")
+    raw = _read_at(root, rev, L.EVAL_SCORES)
     if raw is None:
         raise StudyError(f"{run.name}: experiment {rev[:10]} has no reports/eval/scores.parquet")
     scores = pd.read_parquet(io.BytesIO(raw))
     rm = {}
     for k in range(1, rounds + 1):
-        b = _read_at(root, rev, f"reports/metrics/round_{k}.json")
+        b = _read_at(root, rev, str(Layout().metrics(k)))
         if b is not None:
             rm[k] = json.loads(b)
     exp = {"name": run.name, "rev": rev, "wall_s": None if wall_s is None else round(wall_s, 1),

@@ -37,7 +37,7 @@ def per_sample_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class AnchorConfig:
     """How the anchor test turns the evidence on the winner into s (see ``anchor_decision``)."""
 
-    criterion: str = "sign"
+    criterion: str
     tie_tol: float = 0.0
     margin_z: float = 0.0  # decide only when |mean gap| > margin_z * SE (needs >= 2 draws)
     fallback: str = "loser"  # s where the margin is not met: loser (+1) or drop (0)
@@ -141,13 +141,15 @@ class LossStats:
         return {k: v for k, v in self.__dict__.items() if k != "per_sample"}
 
 
-def seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, *, beta: float, criterion: str = "sign",
+def seppo_loss(e_pol_w, e_ref_w, e_pol_r, e_ref_r, *, beta: float, criterion: str | None = None,
                tie_tol: float = 0.0, anchor: AnchorConfig | None = None,
                evidence: AnchorEvidence | None = None) -> tuple[torch.Tensor, LossStats]:
     """SePPO with the anchor criterion; every error is a (B,) per-sample error.
 
     ``anchor`` (default: ``criterion`` and ``tie_tol``) decides s from ``evidence``; without
     evidence the anchor is the paper's: the gap on the loss's own (eps, t) draw."""
+    if anchor is None and criterion is None:
+        raise TypeError("seppo_loss needs criterion= or anchor= (train.criterion; no default here)")
     anchor = anchor or AnchorConfig(criterion, tie_tol)
     loss_gap = (e_ref_w - e_pol_w).detach()
     d_w, d_r = e_pol_w - e_ref_w, e_pol_r - e_ref_r

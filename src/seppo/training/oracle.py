@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..evaluation.stats import auc, auc_ci  # noqa: F401  (oracle.auc: the probe's and the tests' name)
+
 ORACLE_FILE = "oracle.parquet"
 
 
@@ -76,35 +78,6 @@ def score_positions(vae, winner_latents, reference_latents, captions: list[str])
 def load(folder: Path) -> pd.DataFrame | None:
     path = Path(folder) / ORACLE_FILE
     return pd.read_parquet(path) if path.exists() else None
-
-
-def auc(score: np.ndarray, label: np.ndarray) -> float | None:
-    """P(score of a positive > score of a negative), ties counting one half (Mann-Whitney U)."""
-    from scipy.stats import rankdata
-
-    label = label.astype(bool)
-    n1, n0 = int(label.sum()), int((~label).sum())
-    if n1 == 0 or n0 == 0:
-        return None
-    ranks = rankdata(score)
-    return float((ranks[label].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def auc_ci(score: np.ndarray, label: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float] | None:
-    """95% percentile interval of the AUC over positions resampled with replacement (seeded: the same
-    records give the same interval)."""
-    label = label.astype(bool)
-    if label.all() or not label.any():
-        return None
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(label), len(label))
-        a = auc(score[i], label[i])
-        if a is not None:
-            vals.append(a)
-    lo, hi = np.percentile(vals, [2.5, 97.5])
-    return [float(lo), float(hi)]
 
 
 def batch_metrics(oracle: pd.DataFrame, records: dict, positions: np.ndarray) -> dict:

@@ -1,83 +1,15 @@
-"""Where each round's files live, and which winners a round trains on (pure, shared by stages).
+"""Which winners a round trains on, its noise and its reference samples (pure, shared by stages).
 
-  theta_0            models/base/                       (the base_model stage)
-  theta_k            models/round_k/                    (a StableDiffusionPipeline folder)
-  video (an arm)     models/video_base/, models/video_[<arm>_]round_k/ (AnimateDiffPipeline folders), and
-                     the same files below with the prefix video_ / video_<arm>_ (Layout.prefix)
-  selection          runs/round_k/reference.json
-  reference samples  data/refsamples/round_k/
-  training logs      runs/round_k/live/                 (DVCLive)
-  wall-clock figures reports/metrics/timing/{round_k,refsamples_k}.json (nothing depends on them)
-  resumable state    runs/state/round_k/                (not DVC-tracked; removed when the round ends)
+Where a round's files live: seppo.layout (Layout).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..config import Params, TrainConfig
 from ..seeding import seed63 as _seed
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Paths of one chain of rounds. The image pipeline uses the defaults; a video arm a prefix
-    (``video_`` for SePPO, ``video_sft_`` for a baseline) and its own theta_0 (models/video_base)."""
-
-    root: Path = Path(".")
-    prefix: str = ""
-    base: str = "models/base"
-
-    def checkpoint(self, k: int) -> Path:
-        return self.root / (self.base if k == 0 else f"models/{self.prefix}round_{k}")
-
-    def bank(self, k: int) -> list[Path]:
-        """The bank available to round k: theta_0 .. theta_{k-1}."""
-        return [self.checkpoint(j) for j in range(k)]
-
-    def selection(self, k: int) -> Path:
-        return self.root / f"runs/{self.prefix}round_{k}/reference.json"
-
-    def refsamples(self, k: int) -> Path:
-        return self.root / f"data/{self.prefix}refsamples/round_{k}"
-
-    def live(self, k: int) -> Path:
-        return self.root / f"runs/{self.prefix}round_{k}/live"
-
-    def positions(self, k: int) -> Path:
-        """Round k's per-position anchor records (trainer._write_positions)."""
-        return self.root / f"runs/{self.prefix}round_{k}/positions.parquet"
-
-    def state(self, k: int) -> Path:
-        return self.root / f"runs/state/{self.prefix}round_{k}"
-
-    def metrics(self, k: int) -> Path:
-        return self.root / f"reports/metrics/{self.prefix}round_{k}.json"
-
-    def refsamples_timing(self, k: int) -> Path:
-        """Wall-clock figures of round k's reference samples: nothing depends on this file."""
-        return self.root / f"reports/metrics/timing/{self.prefix}refsamples_{k}.json"
-
-    def timing(self, k: int) -> Path:
-        """Wall-clock figures of round k's training: nothing depends on this file (io_utils.timing_path)."""
-        return self.root / f"reports/metrics/timing/{self.prefix}round_{k}.json"
-
-
-def video_layout(arm: str, root: Path = Path(".")) -> Layout:
-    """The video chain of ``arm`` (video.arms): seppo -> models/video_round_k, sft -> models/video_sft_round_k."""
-    return Layout(root, "video_" if arm == "seppo" else f"video_{arm}_", VIDEO_BASE)
-
-
-VIDEO_BASE = "models/video_base"
-
-
-def video_train_config(params: Params) -> TrainConfig:
-    """What the video rounds train with: the train section with video.train_overrides applied (rounds per arm =
-    train.rounds unless overridden)."""
-    return TrainConfig(**{**params.train.model_dump(), **params.video.train_overrides})
 
 
 def samples_per_round(updates: int, micro_batch: int, grad_accum: int, processes: int = 1) -> int:

@@ -29,7 +29,8 @@ import pandas as pd
 from ..config import TrainConfig
 from ..io_utils import atomic_path, write_json
 from . import oracle
-from .plan import Layout, resolve_noise_offset
+from ..layout import Layout
+from .plan import resolve_noise_offset
 
 
 def _draws(seed: int, k: int, start: int, n: int, draws: int, shape, T: int, offset: float):

@@ -20,7 +20,8 @@ from ..config import TrainConfig
 from ..data.cache import LatentCache
 from ..io_utils import atomic_dir, write_json
 from . import oracle
-from .plan import Layout, ref_sample_keys, resolve_noise_offset, round_noise, round_rows, samples_per_round
+from ..layout import Layout
+from .plan import ref_sample_keys, resolve_noise_offset, round_noise, round_rows, samples_per_round
 
 
 def round_plan(cfg: TrainConfig, k: int, cache: LatentCache, processes: int = 1):

@@ -15,7 +15,7 @@ from ..seeding import named_rng
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
-    from .plan import Layout
+    from ..layout import Layout
 
 STRATEGIES = ("uniform", "first", "latest")
 

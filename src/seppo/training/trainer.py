@@ -30,7 +30,8 @@ from ..io_utils import atomic_dir, atomic_path, write_json
 from . import oracle
 from .forward import (MicroBatch, anchor_draws, check_prediction_type, compute_loss, positions_of,
                       resolve_mixed_precision)
-from .plan import Layout, resolve_noise_offset, round_noise
+from ..layout import Layout
+from .plan import resolve_noise_offset, round_noise
 from .reference_samples import (check_refsamples_identity, load_preference_gap, load_reference_errors,
                                 load_refsamples, round_plan)
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import WorldConfig
-from ..io_utils import atomic_dir, atomic_path, timing_path, write_json
+from ..io_utils import atomic_dir, atomic_path, write_json
+from ..layout import timing_path
 from .generators import Annotator, skill_generator
 from .pickapic import make_pairs, write_shards
 from .prompts import feasible_scenes, split_prompts

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ...locations import WEIGHT_KEYS, built_here, local_weight_paths, weight_keys  # noqa: F401  (re-exported)
+
 
 class MissingWeights(FileNotFoundError):
     """A scorer's weights are not on disk; the message names the file and the param to set."""
@@ -28,37 +30,6 @@ class Scorer(Protocol):
 
 
 REGISTRY: dict[str, Callable[..., Scorer]] = {}
-
-# The evaluate.models keys each scorer reads, its main weights first (for DVC deps and the report).
-WEIGHT_KEYS: dict[str, list[str]] = {
-    "pickscore_x100": ["pickscore_model", "pickscore_processor"],
-    "clip_l14_x100": ["clip_model"],
-    "aesthetic_laion": ["aesthetic_head", "clip_model"],
-    "hps_v20_x100": ["hps_v20_checkpoint"],
-    "hps_v21_x100": ["hps_v21_checkpoint"],
-    "imagereward": ["imagereward_checkpoint", "imagereward_med_config", "imagereward_tokenizer"],
-}
-
-
-def built_here(value: str | None) -> bool:
-    """Weights under models/ are made by a stage of this pipeline (e.g. models/pickscore)."""
-    return bool(value) and str(value).startswith("models/")
-
-
-def weight_keys(name: str) -> list[str]:
-    """The evaluate.models keys scorer ``name`` reads, its main weights first ([] for pixel scorers)."""
-    return list(WEIGHT_KEYS.get(name, []))
-
-
-def local_weight_paths(names: list[str], models: dict[str, str | None]) -> list[str]:
-    """The weights of scorers ``names`` that a stage of this pipeline builds (DVC deps of evaluate)."""
-    paths: list[str] = []
-    for scorer in names:
-        for key in weight_keys(scorer):
-            if built_here(models.get(key)) and models[key] not in paths:
-                paths.append(models[key])
-    return paths
-
 
 def register(*names: str):
     def deco(factory):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Params
+from ..config import Params, video_train_config
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,9 @@ def every(section: str, *but: str) -> Every:
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage runs the seppo.cli command of its name (eval_generate: `seppo eval-generate`); its code
-    deps are the modules that command imports, transitively (code_deps.command_modules)."""
+    """A stage named ``x`` runs `seppo x` (underscores as hyphens: eval_generate -> `seppo eval-generate`), whose
+    entry point is seppo/stages/x.py; its code deps are the modules that command imports, transitively
+    (code_deps.command_modules); its paths come from seppo.layout (planning/dvc.py)."""
 
     reads: tuple[str | Every, ...]   # "section.key" or every(section, but...)
 
@@ -105,17 +106,11 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def _video_train_config(params: Params):
-    from .training.plan import video_train_config
-
-    return video_train_config(params)
-
-
 def conditional_reads(stage: str, params: Params) -> list[str]:
     """Keys a stage reads only under some settings (the plan is written from the params)."""
     if stage == "train" and params.train.lr_schedule != "constant":
         return ["train.rounds"]  # the schedule spans all rounds: more rounds change every round's lr
-    if stage == "video_train" and _video_train_config(params).lr_schedule != "constant":
+    if stage == "video_train" and video_train_config(params).lr_schedule != "constant":
         return ["train.rounds"]
     keys: list[str] = []
     if stage in ("refsamples", "video_refsamples") and params.train.reference_errors == "precomputed":
@@ -145,12 +140,12 @@ def params_of(stage: str, params: Params | None = None) -> list[str]:
             model = Params.model_fields[item.section].annotation
             unknown = set(item.but) - set(model.model_fields)
             if unknown:
-                raise KeyError(f"stages.py: {stage}: every({item.section!r}) excludes unknown keys {sorted(unknown)}")
+                raise KeyError(f"planning/table.py: {stage}: every({item.section!r}) excludes unknown keys {sorted(unknown)}")
             keys += [f"{item.section}.{k}" for k in model.model_fields if k not in item.but]
         elif _exists(item):
             keys.append(item)
         elif item not in PENDING:
-            raise KeyError(f"stages.py: {stage} reads {item!r}, which is not a params key")
+            raise KeyError(f"planning/table.py: {stage} reads {item!r}, which is not a params key")
     if params is not None:
         keys += conditional_reads(stage, params)
     return keys

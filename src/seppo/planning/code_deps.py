@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "seppo"
-SRC = Path(__file__).resolve().parent  # src/seppo
+SRC = Path(__file__).resolve().parents[1]  # src/seppo
 
 NOT_CODE_DEPS = {
     "seppo": "the package's __init__: a docstring and the version string, no stage code",
