@@ -82,6 +82,7 @@ def test_report_is_not_stale_against_dvc_lock():
 
 
 @pytest.mark.skipif(not (ROOT / "reports/study/aggregate.csv").exists(), reason="no committed study")
+@pytest.mark.slow
 def test_study_aggregate_recomputes_from_committed_runs(tmp_path):
     """The committed study table equals the one recomputed from the committed per-run records."""
     from seppo.study.aggregate import run_aggregate

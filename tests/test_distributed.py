@@ -27,6 +27,7 @@ def prepare(project, tmp_path, name, **over):
     return root
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_effective_batch(project, tmp_path):
     one = prepare(project, tmp_path, "one", micro_batch=4, processes=1)
     two = prepare(project, tmp_path, "two", micro_batch=2, processes=2)
@@ -74,6 +75,7 @@ def _torchrun(args, port):
     assert out.returncode == 0, out.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_reference_samples_split_across_two_processes_equal_one(project, tmp_path):
     from safetensors.torch import load_file
 
@@ -92,6 +94,7 @@ def test_reference_samples_split_across_two_processes_equal_one(project, tmp_pat
     assert json.loads(Layout(two).refsamples_timing(1).read_text())["processes"] == 2
 
 
+@pytest.mark.slow
 def test_evaluation_images_split_across_two_processes_equal_one(tiny_pipeline_dir, tmp_path):
     import numpy as np
     import pandas as pd
@@ -118,6 +121,7 @@ def test_evaluation_images_split_across_two_processes_equal_one(tiny_pipeline_di
     assert np.abs(ia - ib).max() <= 1  # rounding to uint8 may flip one level, nothing more
 
 
+@pytest.mark.slow
 def test_evaluation_clips_split_across_two_processes_equal_one(tmp_path):
     """The video evaluation's clips: each has its own seed, so two processes write what one writes."""
     import numpy as np

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
@@ -13,6 +15,7 @@ def sh(cmd, cwd):
     return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True, env=dict(os.environ))
 
 
+@pytest.mark.slow
 def test_push_and_pull_through_a_local_remote(tmp_path):
     proj, remote = tmp_path / "proj", tmp_path / "remote"
     proj.mkdir()

@@ -186,6 +186,7 @@ def test_generate_once_then_score_every_checkpoint(tiny_pipeline_dir, tiny_clip,
     assert plots.shapeland_utility[1] == pytest.approx(res["metrics"]["round_1"]["shapeland_utility"]["mean"])
 
 
+@pytest.mark.slow
 def test_imagereward_checkpoint_through_the_real_blip_code(tmp_path):
     from seppo.evaluation.scorers.imagereward import IR_MEAN, IR_STD, build_model
 

@@ -131,6 +131,7 @@ DVC_YAML = """stages:
 """
 
 
+@pytest.mark.slow
 def test_experiment_runs_in_a_temp_copy_with_its_own_plan_and_leaves_the_workspace(tmp_path):
     """dvc_exp_run's own code (no server): the re-planned dvc.yaml reaches the experiment only."""
     import subprocess

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from seppo.world.pickapic import PICKAPIC_SCHEMA
@@ -23,6 +24,7 @@ def sh(cmd, cwd, env):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_an_external_mirror_plans_runs_and_invalidates_ingest_without_the_world(tmp_path):
     mirror, proj = tmp_path / "mirror", tmp_path / "proj"
     mirror.mkdir()
@@ -94,6 +96,7 @@ def _readme_real_data_commands() -> tuple[list[str], list[str]]:
     return in_params, as_experiment
 
 
+@pytest.mark.slow
 def test_the_readme_real_data_commands_run_as_written(tmp_path):
     """README "Data: a real Pick-a-Pic v2 mirror": ingest.source is the one setting; its commands run as written
     (only the mirror's path is ours, and the experiment form is limited to the validate target)."""

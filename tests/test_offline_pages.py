@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
+import pytest
 
 from seppo.webassets.offline import ASSETS, BY_URL, VENDOR, dvc_plots_page, make_offline, rewrite_html
 from tests.headless import dump_dom, has_colour, needs_chromium, screenshot
@@ -90,6 +91,7 @@ def _dvc_repo(root: Path) -> None:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_dvc_plots_page_renders_offline(tmp_path):
     _dvc_repo(tmp_path / "repo")
     res = dvc_plots_page(tmp_path / "page", tmp_path / "repo")

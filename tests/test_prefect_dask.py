@@ -65,6 +65,7 @@ def run_evaluate_flow(proj, env):
     assert out.returncode == 0, out.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_evaluate_flow_fans_out_over_two_dask_workers_and_commits_to_dvc(eval_project, tmp_path):
     proj, names = eval_project
     with prefect_server(tmp_path) as (env, _):

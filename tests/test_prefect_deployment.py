@@ -77,6 +77,7 @@ def deployment_run(env: dict, *params: str):
     return sh(args + ["--watch", "--watch-timeout", "240"], ROOT, env, check=False, timeout=300)
 
 
+@pytest.mark.slow
 def test_served_deployment_runs_isolated_experiments(scratch_project, tmp_path):
     env0 = dict(os.environ)
     sh([str(BIN / "dvc"), "repro", "-q"], scratch_project, env0)

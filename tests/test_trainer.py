@@ -125,6 +125,7 @@ def _train_cmd(root):
             "--params", str(root / "params.yaml")]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(project, tmp_path):
     cfg = TrainConfig(**{**TINY, "updates_per_round": 6, "log_every": 2})
     roots = []

@@ -111,6 +111,7 @@ def test_clip_shape_is_checked():
         clip_utility(np.zeros((32, 32, 3), np.uint8), ClipScene(RED_CIRCLE, "growing"))
 
 
+@pytest.mark.slow
 def test_the_video_world_writes_what_the_video_ingest_reads(tmp_path):
     from seppo.config import VideoWorldConfig
     from seppo.data.video_ingest import ClipPolicy, ingest_clips, load_clips
