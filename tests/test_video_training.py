@@ -1,6 +1,7 @@
 """The training forwards on video latents (B, C, F, h, w) with a tiny AnimateDiff UNet."""
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -128,9 +129,16 @@ def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_a
     cfg = VideoBaseConfig(steps=3, batch_size=2)
     summary = pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter")
     assert summary["clips"] == 6 and summary["frames"] == 4 and summary["motion_parameters"] > 0
-    pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter2")
-    weights = "motion_adapter/diffusion_pytorch_model.safetensors"
-    assert (tmp_path / "adapter" / weights).read_bytes() == (tmp_path / "adapter2" / weights).read_bytes()
+    # a second run into the same folder rewrites it byte for byte: every file, configs included (the adapter's
+    # config once recorded the atomic write's random temporary folder in _name_or_path)
+    first = {p.relative_to(tmp_path / "adapter"): p.read_bytes() for p in (tmp_path / "adapter").rglob("*") if p.is_file()}
+    pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter")
+    again = {p.relative_to(tmp_path / "adapter"): p.read_bytes() for p in (tmp_path / "adapter").rglob("*") if p.is_file()}
+    assert sorted(first) == sorted(again) and len(first) > 5
+    for name in first:
+        assert first[name] == again[name], name
+    adapter_config = json.loads((tmp_path / "adapter/motion_adapter/config.json").read_text())
+    assert adapter_config["_name_or_path"] == str(tmp_path / "adapter" / "motion_adapter")
     # the folder is theta_0 of the video arms (a whole AnimateDiffPipeline), its motion_adapter/ a MotionAdapter
     from seppo.models.pipeline import load_pipeline
 

@@ -98,7 +98,7 @@ def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path,
     bar.close()
     with atomic_dir(out_dir) as tmp:
         model.save_motion_modules(str(tmp / "motion_adapter"), safe_serialization=True)
-        _write_animatediff(base_dir, tmp / "motion_adapter", tmp)
+        _write_animatediff(base_dir, tmp / "motion_adapter", tmp, name=str(Path(out_dir) / "motion_adapter"))
         write_json(tmp / "seppo_provenance.json", _provenance(base_dir, offset, {"web": str(web_dir),
                                                                                   "video_base": cfg.model_dump()}))
     return {"clips": len(clips), "frames": int(frames), "steps": cfg.steps, "noise_offset": offset,
@@ -115,11 +115,17 @@ def _provenance(base_dir: Path, offset: float, extra: dict) -> dict:
     return {"base": str(base_dir), "params": {"source": source, "noise_offset": offset}, **extra}
 
 
-def _write_animatediff(base_dir: Path, adapter_dir: Path, out: Path, adapter_revision: str | None = None) -> None:
-    """AnimateDiff = the image model at ``base_dir`` + the adapter, saved as one pipeline folder in ``out``."""
+def _write_animatediff(base_dir: Path, adapter_dir: Path, out: Path, name: str) -> None:
+    """AnimateDiff = the image model at ``base_dir`` + the adapter, saved as one pipeline folder in ``out``.
+
+    ``name`` is what the adapter's config records as ``_name_or_path``: the adapter is read back from the
+    atomic write's temporary folder, whose random name would otherwise land in config.json and change the
+    folder's hash on every run (same weights, different bytes).
+    """
     from .video_pipeline import load_video_pipeline
 
-    pipe = load_video_pipeline(base_dir, adapter_dir, adapter_revision=adapter_revision)
+    pipe = load_video_pipeline(base_dir, adapter_dir)
+    pipe.motion_adapter.register_to_config(_name_or_path=name)
     pipe.save_pretrained(str(out), safe_serialization=True)
 
 
@@ -132,7 +138,7 @@ def run_video_base(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path, out_dir:
     with atomic_dir(out_dir) as tmp:
         load_motion_adapter(cfg.source, cfg.revision).save_pretrained(str(tmp / "motion_adapter"),
                                                                       safe_serialization=True)
-        _write_animatediff(base_dir, tmp / "motion_adapter", tmp)
+        _write_animatediff(base_dir, tmp / "motion_adapter", tmp, name=cfg.source)
         write_json(tmp / "seppo_provenance.json", _provenance(base_dir, recipe_noise_offset(base_dir), {
             "motion_adapter": cfg.source, "revision": cfg.revision}))
     return {"source": cfg.source, "revision": cfg.revision, "trained": False}
