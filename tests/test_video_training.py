@@ -126,7 +126,7 @@ def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_a
     from .dummy import save_dummy_pipeline
 
     base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
-    cfg = VideoBaseConfig(steps=3, batch_size=2)
+    cfg = VideoBaseConfig(steps=3, batch_size=2, spatial_lr=0.0)  # AnimateDiff's recipe: the image layers frozen
     summary = pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter")
     assert summary["clips"] == 6 and summary["frames"] == 4 and summary["motion_parameters"] > 0
     # a second run into the same folder rewrites it byte for byte: every file, configs included (the adapter's
@@ -156,3 +156,81 @@ def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_a
     clips = generate_clips(pipe, ["one small red circle on a white background, growing"], [0],
                            SamplingConfig(sampler="ddim", steps=2, guidance=2.0), frames=4)
     assert clips.shape == (1, 4, 32, 32, 3)
+
+
+def test_frame_correlated_noise_keeps_unit_variance_and_correlates_frames_by_corr():
+    from seppo.models.recipe import frame_correlated
+    from seppo.training.plan import draw_noise
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn((4000, 2, 3, 2, 2), generator=g)
+    assert frame_correlated(base, 0.0, g) is base  # 0: nothing drawn, the historical noise unchanged
+    x = frame_correlated(base, 0.81, torch.Generator().manual_seed(1))
+    flat = x.permute(2, 0, 1, 3, 4).reshape(3, -1)  # frames x everything else
+    assert flat.var(1).sub(1.0).abs().max() < 0.03
+    r = torch.corrcoef(flat)
+    assert (r[0, 1] - 0.81).abs() < 0.02 and (r[1, 2] - 0.81).abs() < 0.02
+    # by hand: with the same generator state, sqrt(c) * shared + sqrt(1 - c) * own, the shared draw taken last
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    own = torch.randn((2, 1, 4, 2, 2), generator=g1)
+    shared = torch.randn((2, 1, 1, 2, 2), generator=g1)
+    want = 0.6 * shared + 0.8 * own
+    got = frame_correlated(torch.randn((2, 1, 4, 2, 2), generator=g2), 0.36, g2)
+    torch.testing.assert_close(got, want)
+    # the training draws: corr 0 gives the draws of before, bit for bit; images refuse a frame correlation
+    a = draw_noise(torch.Generator().manual_seed(3), 2, (1, 4, 2, 2), 1000)
+    b = draw_noise(torch.Generator().manual_seed(3), 2, (1, 4, 2, 2), 1000, 0.0, 0.0)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="needs clip latents"):
+        draw_noise(torch.Generator().manual_seed(3), 2, (4, 8, 8), 1000, 0.0, 0.5)
+
+
+def test_the_video_base_records_its_frame_correlation_and_sampling_follows_it(tmp_path):
+    from seppo.config import SamplingConfig, VideoBaseConfig
+    from seppo.models.pipeline import load_pipeline
+    from seppo.models.recipe import recipe_frame_correlation
+    from seppo.models.video_pipeline import generate_clips, initial_latents
+    from seppo.models.video_pretrain import pretrain_motion_adapter
+
+    from .dummy import save_dummy_pipeline
+
+    base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
+    pretrain_motion_adapter(VideoBaseConfig(steps=2, batch_size=2, frame_noise_correlation=0.75), base, web,
+                            tmp_path / "corr")
+    assert recipe_frame_correlation(tmp_path / "corr") == 0.75 and recipe_frame_correlation(base) == 0.0
+    pipe = load_pipeline(tmp_path / "corr")
+    assert initial_latents(pipe, [torch.Generator().manual_seed(0)], 4, 0.0) is None
+    lat = initial_latents(pipe, [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)], 4, 0.75)
+    assert lat.shape == (2, pipe.unet.config.in_channels, 4, pipe.unet.config.sample_size,
+                         pipe.unet.config.sample_size)
+    prompts, s = ["one small red circle on a white background, growing"] * 3, SamplingConfig(sampler="ddim", steps=2,
+                                                                                            guidance=2.0)
+    one = generate_clips(pipe, prompts, [0, 1, 2], s, frames=4, batch_size=1, frame_corr=0.75)
+    three = generate_clips(pipe, prompts, [0, 1, 2], s, frames=4, batch_size=3, frame_corr=0.75)
+    # each clip's noise from its own generator: the batch changes no draw (pixels only by float rounding, <= 1 level)
+    assert np.abs(one.astype(int) - three.astype(int)).max() <= 1
+    g = [torch.Generator().manual_seed(i) for i in (4, 5)]
+    both = initial_latents(pipe, g, 4, 0.75)
+    apart = torch.cat([initial_latents(pipe, [torch.Generator().manual_seed(i)], 4, 0.75) for i in (4, 5)])
+    assert torch.equal(both, apart)
+    independent = generate_clips(pipe, prompts, [0, 1, 2], s, frames=4, batch_size=3)
+    assert not np.array_equal(one, independent)
+
+
+def test_with_a_spatial_lr_the_video_base_saves_its_trained_image_layers(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from seppo.config import VideoBaseConfig
+    from seppo.models.pipeline import load_pipeline
+    from seppo.models.video_pretrain import pretrain_motion_adapter
+
+    from .dummy import save_dummy_pipeline
+
+    base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
+    summary = pretrain_motion_adapter(VideoBaseConfig(steps=2, batch_size=2, spatial_lr=1e-2), base, web,
+                                      tmp_path / "tuned")
+    assert summary["trained_parameters"] > summary["motion_parameters"] > 0
+    spatial = dict(UNet2DConditionModel.from_pretrained(base, subfolder="unet").named_parameters())
+    unet = load_pipeline(tmp_path / "tuned").unet
+    moved = [n for n, p in unet.named_parameters() if n in spatial and not torch.equal(p, spatial[n])]
+    assert moved and not any("motion_modules" in n for n in moved)

@@ -239,6 +239,18 @@ def video_base(params: Path = PARAMS,
         _show(stage.run(_params(params), base, web, out, metrics))
 
 
+@app.command("video-features")
+def video_features(params: Path = PARAMS,
+                   out: Path = _path(L.VIDEO_FEATURES, "Output folder (frame.safetensors, clip.safetensors)."),
+                   metrics: Path = _path(L.metrics("video_features"), METRICS)) -> None:
+    """The embedded FID / FVD feature networks: a frame CNN and a clip 3-D CNN trained on rendered video-world
+    frames and clips, with what FID / FVD say of broken sets vs clean clips (docs/video.md)."""
+    from .stages import video_features as stage
+
+    with _failures(stage):
+        _show(stage.run(_params(params), out, metrics))
+
+
 @app.command("video-ingest")
 def video_ingest(params: Path = PARAMS, out: Path = _path(L.VIDEO_INGEST, "Output folder (winners/, losers/)."),
                  metrics: Path = _path(L.metrics("video_ingest"), "Metrics JSON (counts).")) -> None:

@@ -135,19 +135,55 @@ class VideoWorldConfig(_Section):
 
 class VideoBaseConfig(_Section):
     """The embedded AnimateDiff (`seppo video-base`; docs/video.md): a diffusers MotionAdapter pretrained on the
-    video world's web clips on top of the frozen embedded image model (models/base)."""
+    video world's web clips on top of the embedded image model (models/base), whose layers adapt at `spatial_lr`
+    (0 keeps them frozen, as AnimateDiff trains)."""
 
     source: str = Field("embedded", description="'embedded' pretrains the motion adapter here; anything else is a "
                         "diffusers MotionAdapter (a Hub id with `revision`, e.g. guoyww/animatediff-motion-adapter-v1-5-2, "
                         "or a local folder) composed with models/base as it is.")
     revision: str | None = Field(None, description="Hub revision (a commit sha) of `source` when it is a Hub id.")
     seed: int = Field(0, ge=0, description="Seed of initialisation, batching, noise and timesteps.")
-    steps: int = Field(300, ge=1, description="Optimizer steps (only the motion modules train).")
+    steps: int = Field(1500, ge=1, description="Optimizer steps.")
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate (AdamW, cosine after a 10% warm-up).")
     batch_size: int = Field(8, ge=1, description="Clips per step.")
     heads: int = Field(2, ge=1, description="Attention heads of each temporal transformer.")
     caption_dropout: float = Field(0.1, ge=0.0, le=1.0, description="Share of clips trained on the empty caption "
                                    "(classifier-free guidance at sampling).")
+    spatial_lr: float = Field(3e-4, ge=0.0, description=(
+        "Peak learning rate of the image model's (spatial) layers during this pretraining; 0 keeps them frozen "
+        "(AnimateDiff's recipe: the adapter then composes with any copy of the image model)."))
+    frame_noise_correlation: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Correlation of the training noise between frames (PYoCo's mixed noise prior: a shared component plus "
+        "each frame's own); 0 = independent, as AnimateDiff. Recorded in the folder: sampling and fine-tuning "
+        "of every video arm follow it."))
+
+
+class VideoFeaturesConfig(_Section):
+    """The embedded FID / FVD feature networks (`seppo video-features`; docs/video.md): a 2-D frame network and a
+    3-D clip network trained on freshly rendered video-world frames and clips (labels: what was drawn), saved as
+    `.safetensors` trunks that video.fid_weights / video.fvd_weights name. Embedded-world metrics: comparable
+    between this project's checkpoints, never with published FID / FVD."""
+
+    seed: int = Field(0, ge=0, description="Seed of the renders, initialisation and batches.")
+    width: int = Field(16, ge=8, description="Channels of the first block (then 2x, 2x, 4x); a multiple of 8.")
+    dim: int = Field(64, ge=8, description="Feature size (the Frechet distance's dimension).")
+    frame_images: int = Field(6000, ge=100, description="Rendered images the frame network trains on (10% held "
+                              "out for the accuracies in the metrics).")
+    frame_steps: int = Field(600, ge=1, description="Frame network optimizer steps.")
+    clips: int = Field(3000, ge=100, description="Rendered clips the clip network trains on (10% held out).")
+    clip_steps: int = Field(600, ge=1, description="Clip network optimizer steps.")
+    frozen_share: float = Field(0.1, ge=0.0, le=0.5, description="Share of training clips that hold their first "
+                                "frame (the change class 'none').")
+    batch_size: int = Field(64, ge=2, description="Images or clips per step.")
+    lr: float = Field(3e-3, gt=0.0, description="Peak learning rate (AdamW, one-cycle).")
+    sanity_clips: int = Field(64, ge=8, description="Clips per set of the sanity check (identical, clean, frozen, "
+                              "flickering, noisy sets vs clean clips); the video evaluation's set size by default.")
+
+    @model_validator(mode="after")
+    def _group_norm(self):
+        if self.width % 8:
+            raise ValueError(f"width={self.width}: a multiple of 8 (the networks normalise in 8 groups)")
+        return self
 
 
 class BaseModelConfig(_Section):
@@ -510,6 +546,14 @@ def resolve_auto(data: dict[str, Any]) -> dict[str, Any]:
             models[key] = EMBEDDED_PICKSCORE if _truthy(scorer["enabled"]) else released
     evaluate["models"] = models
     data["evaluate"] = evaluate
+    # the video metrics' feature networks: the embedded ones (the video_features stage) on the embedded video world,
+    # none on other clips (FID / FVD skipped unless their weights are named)
+    video = dict(data.get("video") or {})
+    embedded_video = str(video.get("source", L.VIDEO_WINNERS)).rstrip("/") == L.VIDEO_WINNERS
+    for key, net in (("fid_weights", L.VIDEO_FID_NET), ("fvd_weights", L.VIDEO_FVD_NET)):
+        if video.get(key, "auto") == "auto":
+            video[key] = net if embedded_video else None
+    data["video"] = video
     return data
 
 
@@ -714,8 +758,13 @@ class VideoConfig(_Section):
     batch_size: int = Field(8, ge=1, description="Clips per generation batch.")
     lpips_weights: str | None = Field(None, description="LPIPS network: a .safetensors state dict, 'torchvision' "
                                       "(backbone from torchvision's local cache), or null to skip LPIPS.")
-    fid_weights: str | None = Field(None, description="Inception-v3 weights (.safetensors) for FID, or null to skip.")
-    fvd_weights: str | None = Field(None, description="R3D-18 weights (.safetensors) for FVD, or null to skip.")
+    fid_weights: str | None = Field(L.VIDEO_FID_NET, description=(
+        "FID's frame network: Inception-v3 weights (.safetensors), 'torchvision' (its cache), the embedded network "
+        f"({L.VIDEO_FID_NET}, the video_features stage), or null to skip; 'auto' in params = the embedded network "
+        "on the embedded video world, else null."))
+    fvd_weights: str | None = Field(L.VIDEO_FVD_NET, description=(
+        "FVD's clip network: R3D-18 weights (.safetensors), 'torchvision', the embedded network "
+        f"({L.VIDEO_FVD_NET}), or null to skip; 'auto' in params as fid_weights."))
     n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (over prompts) of every CI.")
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
     preview_prompts: int = Field(4, ge=1, description="Prompts shown as frame strips and animated previews.")
@@ -741,6 +790,8 @@ class Params(_Section):
     study: StudyConfig = Field(default_factory=StudyConfig, description=StudyConfig.__doc__)
     video_world: VideoWorldConfig = Field(default_factory=VideoWorldConfig, description=VideoWorldConfig.__doc__)
     video_base: VideoBaseConfig = Field(default_factory=VideoBaseConfig, description=VideoBaseConfig.__doc__)
+    video_features: VideoFeaturesConfig = Field(default_factory=VideoFeaturesConfig,
+                                                description=VideoFeaturesConfig.__doc__)
     video: VideoConfig = Field(default_factory=VideoConfig, description=VideoConfig.__doc__)
 
     @model_validator(mode="before")

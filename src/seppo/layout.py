@@ -33,6 +33,9 @@ WORLD_PICKAPIC = f"{WORLD}/pickapic"          # the embedded Pick-a-Pic v2 style
 BASE_MODEL = "models/base"
 PICKSCORE = "models/pickscore"                 # the embedded PickScore (scorer_model stage)
 VIDEO_BASE = "models/video_base"
+VIDEO_FEATURES = "models/video_features"       # the embedded FID / FVD feature networks (video_features stage)
+VIDEO_FID_NET = f"{VIDEO_FEATURES}/frame.safetensors"
+VIDEO_FVD_NET = f"{VIDEO_FEATURES}/clip.safetensors"
 
 # data stages
 INGEST = "data/ingest"

@@ -21,6 +21,7 @@ import pandas as pd
 from ..config import VideoConfig
 from ..io_utils import atomic_dir, write_json
 from ..models.pipeline import load_pipeline, prompt_seed
+from ..models.recipe import recipe_frame_correlation
 from ..models.video_pipeline import generate_clips
 
 PROMPT_COLUMNS = ("prompt_id", "caption")
@@ -114,9 +115,10 @@ def run_video_eval_generate(cfg: VideoConfig, checkpoint: Path, name: str, out: 
         pipe.to(f"cuda:{rank % torch.cuda.device_count()}", torch.float16)
     s = cfg.sampling
     t0 = time.perf_counter()
+    corr = recipe_frame_correlation(checkpoint)
     clips = split_map(len(rows), lambda idx: generate_clips(
         pipe, [rows[i][1] for i in idx], [rows[i][2] for i in idx], s, cfg.frames, cfg.batch_size,
-        progress=f"video-eval-generate {name}"), np.stack)
+        progress=f"video-eval-generate {name}", frame_corr=corr), np.stack)
     seconds = time.perf_counter() - t0
     if not main:
         return {"process": rank, "clips": len(range(rank, len(rows), world))}
@@ -128,7 +130,8 @@ def run_video_eval_generate(cfg: VideoConfig, checkpoint: Path, name: str, out: 
     settings = {"checkpoint": str(checkpoint), "name": name, "prompts": cfg.prompts, "n_prompts": len(prompts),
                 "seeds": list(cfg.eval_seeds), "sampler": s.sampler, "steps": s.steps, "guidance": s.guidance,
                 "frames": cfg.frames, "seed_rule": "sha256(seed, prompt) per clip", "clips": len(rows),
-                "height": int(clips.shape[2]), "width": int(clips.shape[3]), **revision}
+                "height": int(clips.shape[2]), "width": int(clips.shape[3]), "frame_noise_correlation": corr,
+                **revision}
     with atomic_dir(out) as tmp:
         pd.DataFrame({
             "prompt_id": [r[0] for r in rows], "prompt": [r[1] for r in rows], "seed": [r[2] for r in rows],

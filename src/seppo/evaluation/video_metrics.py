@@ -76,6 +76,16 @@ def ssim(gen: np.ndarray, real: np.ndarray) -> np.ndarray:
     return per.reshape(n, t).mean(1).double().numpy()
 
 
+def _embedded_meta(weights: str | Path) -> dict | None:
+    """The architecture record of `seppo video-features` weights, None for other weights (checked on load)."""
+    path = Path(weights)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None  # _load_state names what is wrong
+    from .feature_nets import read_meta
+
+    return read_meta(path)
+
+
 def _load_state(module, weights: str | Path, what: str) -> None:
     from safetensors.torch import load_model
 
@@ -147,7 +157,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class FeatureNet:
-    """A torchvision network with its classifier removed: frame features (FID) or clip features (FVD)."""
+    """A feature network: frame features (FID) or clip features (FVD).
+
+    ``weights``: "torchvision" (torchvision's cache), a ``.safetensors`` state dict of ``arch`` (a torchvision
+    network with its classifier removed), or the trunk of an embedded network (`seppo video-features`), whose file
+    metadata names its own architecture: ``arch`` is then taken from the file."""
 
     kind: Literal["fid", "fvd"]
     arch: str
@@ -156,11 +170,25 @@ class FeatureNet:
 
     def __post_init__(self):
         import torch
+
+        tv = str(self.weights) == "torchvision"
+        meta = None if tv else _embedded_meta(self.weights)
+        if meta is not None:
+            from .feature_nets import KINDS, build_trunk
+
+            if KINDS.get(meta["arch"]) != self.kind:
+                raise ValueError(f"{self.weights}: an embedded {meta['arch']!r} network, not a {self.kind.upper()} "
+                                 "feature network")
+            self.arch, self.size = meta["arch"], meta["input_size"]
+            self.mean, self.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # the trunks read [-1, 1]
+            net = build_trunk(meta["arch"], meta["width"], meta["dim"])
+            _load_state(net, self.weights, f"{self.kind.upper()} feature network ({meta['arch']})")
+            self.net = net.eval().to(self.device)
+            return
         from torchvision import models
 
         if self.arch not in FEATURE_NETS[self.kind]:
             raise ValueError(f"{self.kind} feature network {self.arch!r}: one of {FEATURE_NETS[self.kind]}")
-        tv = str(self.weights) == "torchvision"
         if self.kind == "fid":
             net = models.inception_v3(weights="DEFAULT" if tv else None, aux_logits=True, init_weights=False)
             net.aux_logits, net.AuxLogits = False, None

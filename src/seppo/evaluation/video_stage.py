@@ -51,6 +51,24 @@ SCALES = {
            "clips); no CI",
 }
 CLIP_METRICS = ("utility", "psnr", "ssim", "lpips")
+
+
+def _feature_sanity(cfg: VideoConfig) -> dict | None:
+    """The embedded networks' sanity table (`seppo video-features` writes it beside the weights), for the report."""
+    for w in (cfg.fvd_weights, cfg.fid_weights):
+        path = Path(w).parent / "sanity.json" if w and w != "torchvision" else None
+        if path is not None and path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def set_scale(kind: str, net) -> str:
+    """FID / FVD's scale, naming the network that made it: an embedded network's values are this world's only."""
+    if not net.arch.startswith("shapeland"):
+        return SCALES[kind]
+    return (f">= 0; set-level Frechet distance of the embedded {net.arch} network's features (`seppo video-features`, "
+            f"trained on video-world renders): an embedded-world {kind.upper()}, comparable between this project's "
+            "checkpoints only, never with published values; all generated vs all real clips; no CI")
 SET_NOTE = "set-level (all generated clips vs all real clips): one point value per checkpoint, no CI"
 PAIR_BATCH = 64
 
@@ -241,19 +259,22 @@ def run_video_evaluate(cfg: VideoConfig, eval_dirs: list[Path], out: Path, metri
         for name in names:
             rows.append({"checkpoint": name, "metric": kind, "level": "set", "higher_is_better": False,
                          "mean": set_values[name][kind], "n_prompts": first.prompt_id.nunique(),
-                         "n_seeds": first.seed.nunique(), "scale": SCALES[kind]})
+                         "n_seeds": first.seed.nunique(), "scale": set_scale(kind, set_nets[kind])})
     summary = pd.DataFrame(rows, columns=list(rows[0]))
     s0 = settings[base]
     eval_settings = {
         "prompts": s0.get("prompts"), "n_prompts": int(first.prompt_id.nunique()),
         "seeds": sorted(int(x) for x in first.seed.unique()), "frames": int(real.shape[1]),
         "sampler": s0.get("sampler"), "steps": s0.get("steps"), "guidance": s0.get("guidance"),
+        "frame_noise_correlation": s0.get("frame_noise_correlation", 0.0),
         "real": cfg.real, "real_clips": int(len(real)), "real_size": [int(real.shape[2]), int(real.shape[3])],
         "n_boot": cfg.n_boot, "bootstrap_seed": cfg.seed,
         "ci": "95% percentile bootstrap over prompts (the seeds of a prompt move together)",
         "lpips_weights": cfg.lpips_weights, "fid_weights": cfg.fid_weights, "fvd_weights": cfg.fvd_weights,
-        "fid_network": FID_ARCH if cfg.fid_weights else None, "fvd_network": FVD_ARCH if cfg.fvd_weights else None,
+        "fid_network": set_nets["fid"].arch if "fid" in set_nets else None,
+        "fvd_network": set_nets["fvd"].arch if "fvd" in set_nets else None,
         "psnr_cap_db": PSNR_CAP_DB,
+        "feature_sanity": _feature_sanity(cfg),
     }
     notes = {"utility": no_utility or "ground truth: Shapeland clip utility from pixels",
              **{k: SET_NOTE for k in ("fid", "fvd")},
@@ -267,7 +288,8 @@ def run_video_evaluate(cfg: VideoConfig, eval_dirs: list[Path], out: Path, metri
         summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6f")
         write_json(tmp / "settings.json", {"settings": eval_settings, "checkpoints": checkpoints,
                                            "metrics": metric_names + list(set_nets), "notes": notes,
-                                           "scales": {m: SCALES[m] for m in metric_names + list(set_nets)}})
+                                           "scales": {**{m: SCALES[m] for m in metric_names},
+                                                      **{k: set_scale(k, n) for k, n in set_nets.items()}}})
     result: dict = {"settings": eval_settings, "notes": notes, "checkpoints": checkpoints,
                     "metrics": {n: {} for n in names}}
     for r in summary.to_dict("records"):

@@ -60,12 +60,28 @@ def _hint(msg: str, err: Exception) -> str:
     return f"{msg}{' (HF_HUB_OFFLINE is set: only the local cache is searched)' if offline else ''}: {err}"
 
 
+def initial_latents(pipe, gens: list, frames: int, frame_corr: float):
+    """Each clip's starting noise (B, C, F, h, w) from its own generator, its frames correlated by ``frame_corr``
+    as the adapter was trained (models.recipe.frame_correlated); None for 0: the pipeline draws its own, exactly as
+    a released adapter is sampled."""
+    if frame_corr <= 0:
+        return None
+    import torch
+
+    from .recipe import frame_correlated
+
+    c, h = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    own = [frame_correlated(torch.randn((1, c, frames, h, h), generator=g), frame_corr, g) for g in gens]
+    return torch.cat(own).to(pipe.device, pipe.unet.dtype)
+
+
 def generate_clips(pipe, prompts: list[str], seeds: list[int], sampling: SamplingConfig, frames: int,
-                   batch_size: int = 8, progress: str | None = None) -> np.ndarray:
-    """uint8 clips (len(prompts), frames, H, W, 3); clip i is seeded by ``prompt_seed(prompts[i], seeds[i])``."""
+                   batch_size: int = 8, progress: str | None = None, frame_corr: float = 0.0) -> np.ndarray:
+    """uint8 clips (len(prompts), frames, H, W, 3); clip i is seeded by ``prompt_seed(prompts[i], seeds[i])``;
+    ``frame_corr``: the checkpoint's frame noise correlation (models.recipe.recipe_frame_correlation)."""
 
     def call(p, gens):
         return pipe(p, num_frames=frames, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
-                    generator=gens, output_type="np").frames
+                    generator=gens, latents=initial_latents(pipe, gens, frames, frame_corr), output_type="np").frames
 
     return seeded_batches(pipe, call, prompts, seeds, sampling, batch_size, progress, "clip")

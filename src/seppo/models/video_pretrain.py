@@ -14,6 +14,7 @@ id with its revision, or a folder), nothing trains: the adapter is composed with
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from ..config import VideoBaseConfig
 from ..io_utils import atomic_dir, write_json
 from .pretrain import encode_latents, encode_text
-from .recipe import recipe_noise_offset
+from .recipe import frame_correlated, recipe_noise_offset
 
 
 def _base_parts(base_dir: Path):
@@ -69,7 +70,15 @@ def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path,
     model.freeze_unet2d_params()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    motion_parameters = int(sum(p.numel() for p in params))
+    groups = [{"params": params, "lr": cfg.lr}]
+    if cfg.spatial_lr > 0:  # the image layers adapt to clip captions and frames too (a domain adapter, in effect)
+        spatial = [p for n, p in model.named_parameters() if "motion_modules" not in n]
+        for p in spatial:
+            p.requires_grad_(True)
+        groups.append({"params": spatial, "lr": cfg.spatial_lr})
+        params = params + spatial
+    opt = torch.optim.AdamW(groups, weight_decay=1e-2)
     lr_sched = get_cosine_schedule_with_warmup(opt, max(1, cfg.steps // 10), cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     offset = recipe_noise_offset(base_dir)
@@ -83,6 +92,7 @@ def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path,
         noise = torch.randn(z0.shape, generator=gen)
         if offset > 0:  # the image model's recipe: one constant per sample and channel (over frames too)
             noise = noise + offset * torch.randn((len(z0), z0.shape[1], 1, 1, 1), generator=gen)
+        noise = frame_correlated(noise, cfg.frame_noise_correlation, gen)
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
         pred = model(sched.add_noise(z0, noise, t), t,
                      encoder_hidden_states=cond[c].repeat_interleave(frames, 0)).sample
@@ -99,20 +109,27 @@ def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path,
     with atomic_dir(out_dir) as tmp:
         model.save_motion_modules(str(tmp / "motion_adapter"), safe_serialization=True)
         _write_animatediff(base_dir, tmp / "motion_adapter", tmp, name=str(Path(out_dir) / "motion_adapter"))
-        write_json(tmp / "seppo_provenance.json", _provenance(base_dir, offset, {"web": str(web_dir),
-                                                                                  "video_base": cfg.model_dump()}))
+        if cfg.spatial_lr > 0:  # theta_0's UNet is the trained one: its image layers are no longer models/base's
+            shutil.rmtree(tmp / "unet")
+            model.save_pretrained(str(tmp / "unet"), safe_serialization=True)
+        write_json(tmp / "seppo_provenance.json", _provenance(base_dir, offset, cfg.frame_noise_correlation, {
+            "web": str(web_dir), "video_base": cfg.model_dump()}))
     return {"clips": len(clips), "frames": int(frames), "steps": cfg.steps, "noise_offset": offset,
             "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"],
-            "motion_parameters": int(sum(p.numel() for p in params)), "log": log}
+            "motion_parameters": motion_parameters, "trained_parameters": int(sum(p.numel() for p in params)),
+            "log": log}
 
 
-def _provenance(base_dir: Path, offset: float, extra: dict) -> dict:
-    """The record recipe_noise_offset reads: fine-tuning a video arm follows the image model's noise offset."""
+def _provenance(base_dir: Path, offset: float, corr: float, extra: dict) -> dict:
+    """The record recipe_noise_offset / recipe_frame_correlation read: fine-tuning and sampling a video arm follow
+    the image model's noise offset and the adapter's frame noise correlation (0, the key left out, for independent
+    frames: the record of a run without it stays byte for byte what it was)."""
     import json
 
     base_record = Path(base_dir) / "seppo_provenance.json"
     source = json.loads(base_record.read_text()).get("params", {}).get("source") if base_record.exists() else None
-    return {"base": str(base_dir), "params": {"source": source, "noise_offset": offset}, **extra}
+    params = {"source": source, "noise_offset": offset, **({"frame_noise_correlation": corr} if corr else {})}
+    return {"base": str(base_dir), "params": params, **extra}
 
 
 def _write_animatediff(base_dir: Path, adapter_dir: Path, out: Path, name: str) -> None:
@@ -139,6 +156,6 @@ def run_video_base(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path, out_dir:
         load_motion_adapter(cfg.source, cfg.revision).save_pretrained(str(tmp / "motion_adapter"),
                                                                       safe_serialization=True)
         _write_animatediff(base_dir, tmp / "motion_adapter", tmp, name=cfg.source)
-        write_json(tmp / "seppo_provenance.json", _provenance(base_dir, recipe_noise_offset(base_dir), {
+        write_json(tmp / "seppo_provenance.json", _provenance(base_dir, recipe_noise_offset(base_dir), 0.0, {
             "motion_adapter": cfg.source, "revision": cfg.revision}))
     return {"source": cfg.source, "revision": cfg.revision, "trained": False}

@@ -250,6 +250,11 @@ def build_video(params: Params) -> dict:
     stage("video_base", {"cmd": "seppo video-base", "deps": [L.BASE_MODEL, *web, *_code("video_base")],
                          "params": _params("video_base", params), "outs": [L.VIDEO_BASE],
                          "metrics": _metrics(L.metrics("video_base"))})
+    nets = [w for w in (v.fid_weights, v.fvd_weights) if w and w.startswith(L.VIDEO_FEATURES + "/")]
+    if nets:  # the embedded feature networks: trained here, a dep of the evaluation
+        stage("video_features", {"cmd": "seppo video-features", "deps": _code("video_features"),
+                                 "params": _params("video_features", params), "outs": [L.VIDEO_FEATURES],
+                                 "metrics": _timed(L.metrics("video_features"))})
     stage("video_ingest", {"cmd": "seppo video-ingest",
                            "deps": [*_local_dir(v.source), *_local_dir(v.losers), *_code("video_ingest")],
                            "params": _params("video_ingest", params), "outs": [L.VIDEO_INGEST],
@@ -293,7 +298,10 @@ def build_video(params: Params) -> dict:
     clips = [L.video_eval_clips(n) for n, _ in evals]
     stage("video_evaluate", {
         "cmd": "seppo video-evaluate " + " ".join(f"--clips {c}" for c in clips),
-        "deps": clips + _local_dir(v.real) + _code("video_evaluate"),
+        "deps": clips + _local_dir(v.real) + ([L.VIDEO_FEATURES] if nets else [])
+        + [w for w in (v.lpips_weights, v.fid_weights, v.fvd_weights)
+           if w and w != "torchvision" and not w.startswith(L.VIDEO_FEATURES + "/") and Path(w).exists()]
+        + _code("video_evaluate"),
         "params": _params("video_evaluate", params),
         "outs": [{L.VIDEO_EVAL: dict(NOT_CACHED)}], "metrics": _metrics(L.metrics("video_eval"))})
     stage("video_report", {

@@ -86,6 +86,7 @@ STAGES: dict[str, Stage] = {
     # the text-to-video pipeline (video/dvc.yaml): its rounds train with train.* + video.train_overrides
     "video_world": Stage((every("video_world"),)),
     "video_base": Stage((every("video_base"),)),
+    "video_features": Stage((every("video_features"), "video_world.image_size", "video_world.frames")),
     "video_ingest": Stage(("video.source", "video.losers", "video.frames", "video.max_side", "video.sample_frames")),
     "video_cache": Stage(("video.frames",)),
     "video_select": Stage(("train.loss", "train.strategy", "train.seed", *VIDEO_TRAIN)),

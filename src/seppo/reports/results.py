@@ -131,12 +131,17 @@ def _video_section(root: Path) -> list[str]:
     t = pd.read_csv(path)
     md = ["## Text-to-video (`video/dvc.yaml`: reports/video/report.html)", "",
           "One training run per arm; CIs over prompts only (bootstrap). Scales as the `scale` column of "
-          "reports/video/eval/summary.csv.", "",
+          "reports/video/eval/summary.csv; FID / FVD are set-level (all generated vs all real clips) and, with the "
+          "embedded feature networks, embedded-world values (docs/video.md: their sanity table).", "",
           "| checkpoint | metric | mean [95% CI] | difference vs base [95% CI] | win rate vs base [95% CI] |",
           "|---|---|---|---|---|"]
 
     def cell(r, a, lo, hi, sign=""):
-        return "" if pd.isna(r[a]) else f"{r[a]:{sign}.3f} [{r[lo]:{sign}.3f}, {r[hi]:{sign}.3f}]"
+        if pd.isna(r[a]):
+            return ""
+        if pd.isna(r[lo]):  # a set-level value (FID / FVD): one number per checkpoint
+            return f"{r[a]:{sign}.3f} (set-level, no CI)"
+        return f"{r[a]:{sign}.3f} [{r[lo]:{sign}.3f}, {r[hi]:{sign}.3f}]"
 
     for r in t.to_dict("records"):
         md.append(f"| {r['checkpoint']} | {r['metric']} | {cell(r, 'mean', 'ci_low', 'ci_high')} | "

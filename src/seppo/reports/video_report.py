@@ -25,7 +25,8 @@ from ..io_utils import atomic_dir, atomic_path
 from .build import markdown_to_html
 
 DPI = 100
-MIN_FRAME_PX = 96  # frames are upscaled (nearest neighbour, integer factor) to at least this many pixels
+MIN_FRAME_PX = 96  # strip frames are upscaled (nearest neighbour, integer factor) to at least this many pixels
+GIF_MIN_PX = 192  # the animated previews, likewise: large enough to see a 32-px clip's objects move
 GAP_PX = 4  # between frames of a strip
 LABEL_PX = 190  # the checkpoint labels on the left of a strip
 GIF_MS = 250  # per frame
@@ -37,8 +38,8 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(s))
 
 
-def _scale(h: int) -> int:
-    return max(1, math.ceil(MIN_FRAME_PX / h))
+def _scale(h: int, at_least: int = MIN_FRAME_PX) -> int:
+    return max(1, math.ceil(at_least / h))
 
 
 def _up(frame: np.ndarray, k: int) -> np.ndarray:
@@ -86,7 +87,7 @@ def _gif(clip: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     f, h, w, _ = clip.shape
-    k = _scale(h)
+    k = _scale(h, GIF_MIN_PX)
     frames = []
     for t in range(f):
         img = np.full((h * k + BAR_PX + 2, w * k, 3), 255, np.uint8)
@@ -117,7 +118,29 @@ def _ci(r, lo: str, hi: str, nd: int = 3) -> str:
     return f"[{_fmt(r[lo], nd)}, {_fmt(r[hi], nd)}]"
 
 
-def _metric_tables(summary: pd.DataFrame, names: list[str], scales: dict, notes: dict) -> list[str]:
+SANITY_ROWS = {"clean": "the same clean clips (identical sets)", "clean_redraw": "the same captions, drawn again",
+               "other_change": "the same captions, another change drawn", "frozen": "the first frame held (no change)",
+               "flicker": "30% of frames flicker", "shake": "objects shake 2.5 px", "frame_noise": "frame noise (std 15)"}
+
+
+def _sanity_table(sanity: dict | None) -> list[str]:
+    """What the embedded networks say of sets broken on purpose, against clean clips: the scale of a difference."""
+    if not sanity:
+        return []
+    rows = sanity["sanity"]["vs_reference"]
+    acc = {k: sanity[k]["held_out_accuracy"] for k in ("frame_network", "clip_network")}
+    md = ["How to read these values (the embedded networks, `seppo video-features`): FID / FVD of rendered sets "
+          f"against {sanity['sanity']['reference']}, the same size as the evaluation's sets.", "",
+          "| set (same captions as the clean clips) | FID | FVD |", "|---|---|---|"]
+    md += [f"| {SANITY_ROWS.get(k, k)} | {v['fid']:.3f} | {v['fvd']:.3f} |" for k, v in rows.items()]
+    md += ["", "Held-out accuracy of the networks' training heads: frames "
+           + ", ".join(f"{k} {v:.2f}" for k, v in acc["frame_network"].items()) + "; clips "
+           + ", ".join(f"{k} {v:.2f}" for k, v in acc["clip_network"].items()) + ".", ""]
+    return md
+
+
+def _metric_tables(summary: pd.DataFrame, names: list[str], scales: dict, notes: dict,
+                   sanity: dict | None = None) -> list[str]:
     md = ["## Metrics", "",
           "Per clip, then the mean over prompts and seeds; 95% percentile bootstrap CIs over prompts (the seeds of a "
           "prompt move together). The difference is the paired mean of (checkpoint - base) over the same prompts and "
@@ -154,6 +177,7 @@ def _metric_tables(summary: pd.DataFrame, names: list[str], scales: dict, notes:
         for n in names:
             md.append(f"| {n} | " + " | ".join(_fmt(g.get((n, k)), 3) for k in kinds) + " |")
         md.append("")
+        md += _sanity_table(sanity)
     else:
         md += ["FID / FVD: not computed (video.fid_weights and video.fvd_weights are null).", ""]
     return md
@@ -214,7 +238,9 @@ def build_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path
           "## Settings", "",
           f"- evaluation clips: {es['n_prompts']} prompts from `{es['prompts']}` (split eval), seeds {es['seeds']}, "
           f"{es['frames']} frames; {es['sampler']} {es['steps']} steps, guidance {es['guidance']}; each clip seeded "
-          "by sha256(seed, prompt)",
+          "by sha256(seed, prompt); initial noise "
+          + (f"frame-correlated ({es['frame_noise_correlation']:g}, theta_0's recipe)"
+             if es.get("frame_noise_correlation") else "independent per frame"),
           f"- references: {es['real_clips']} real clips in `{es['real']}` "
           f"({es['real_size'][0]}x{es['real_size'][1]} px), matched to prompts by caption",
           f"- metrics: LPIPS `{es['lpips_weights'] or 'skipped (video.lpips_weights is null)'}`, FID "
@@ -233,7 +259,7 @@ def build_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path
         md.append(f"| {n} | {arm} | {c.get('round', k)} | `{c.get('checkpoint', '')}` | {c.get('loss_type', '-')} | "
                   f"{('`' + c['reference'] + '`') if c.get('reference') else '-'} |")
     md.append("")
-    md += _metric_tables(summary, names, scales, notes)
+    md += _metric_tables(summary, names, scales, notes, es.get("feature_sanity"))
     md += ["## Frame strips", "",
            f"The first {len(strips)} evaluation prompts, seed {seed}: one row per checkpoint, frames left to right, "
            f"upscaled x{_scale(int(loaded[0][2].shape[2]))} (nearest neighbour). Under each checkpoint's name: that "

@@ -38,7 +38,7 @@ class Run:
 
 
 # sections no stage of an image study run reads: changing them must not re-run the study
-NOT_HASHED = {"study", "orchestration", "video_world", "video_base", "video"}
+NOT_HASHED = {"study", "orchestration", "video_world", "video_base", "video_features", "video"}
 
 
 # params added after recorded runs, with the value the code had fixed before they existed: left out of the hash

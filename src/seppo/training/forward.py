@@ -167,7 +167,7 @@ def anchor_config(cfg: TrainConfig) -> AnchorConfig:
 
 
 def anchor_draws(seed: int, round_k: int, update: int, micro: int, global_mb: int, draws: int, shape, T: int,
-                 noise_offset: float = 0.0):
+                 noise_offset: float = 0.0, frame_corr: float = 0.0):
     """The anchor's K (noise, t) draws per winner of one global micro-batch: (B, K, *shape), (B, K).
 
     Seeded apart from the loss's draw (plan.round_noise), so the anchor's decision is independent of
@@ -176,7 +176,7 @@ def anchor_draws(seed: int, round_k: int, update: int, micro: int, global_mb: in
     from .plan import draw_noise
 
     g = torch.Generator().manual_seed(seed63("anchor", seed, round_k, update, micro))
-    noise, t = draw_noise(g, global_mb * draws, shape, T, noise_offset)
+    noise, t = draw_noise(g, global_mb * draws, shape, T, noise_offset, frame_corr)
     return noise.reshape(global_mb, draws, *shape), t.reshape(global_mb, draws)
 
 

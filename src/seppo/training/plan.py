@@ -47,26 +47,38 @@ def noise_seed(seed: int, round_k: int, update: int, micro: int) -> int:
     return _seed("noise", seed, round_k, update, micro)
 
 
-def draw_noise(g, n: int, shape, T: int, noise_offset: float = 0.0):
+def resolve_frame_corr(base_dir: Path) -> float:
+    """The frame noise correlation of a video theta_0 (models.recipe), 0 for images and released adapters."""
+    from ..models.recipe import recipe_frame_correlation
+
+    return recipe_frame_correlation(base_dir)
+
+
+def draw_noise(g, n: int, shape, T: int, noise_offset: float = 0.0, frame_corr: float = 0.0):
     """n (noise, t) draws from generator ``g``. With ``noise_offset`` > 0 each sample's noise gets a
     per-channel constant (offset noise), as the embedded base model was pretrained: fine-tuning with
-    another noise distribution than pretraining would confound every comparison."""
+    another noise distribution than pretraining would confound every comparison. With ``frame_corr`` > 0
+    (clips (C, F, h, w)) the frames share a noise component, as the embedded motion adapter was pretrained."""
     import torch
+
+    from ..models.recipe import frame_correlated
 
     noise = torch.randn((n, *shape), generator=g)
     t = torch.randint(0, T, (n,), generator=g)
     if noise_offset > 0:  # drawn last, so offset 0 leaves the historical draws unchanged
         noise = noise + noise_offset * torch.randn((n, shape[0], *([1] * (len(shape) - 1))), generator=g)
-    return noise, t
+    if frame_corr > 0 and len(shape) != 4:
+        raise ValueError(f"frame_corr={frame_corr} needs clip latents (C, F, h, w), got {tuple(shape)}")
+    return frame_correlated(noise, frame_corr, g), t
 
 
 def round_noise(seed: int, round_k: int, update: int, micro: int, global_mb: int, shape, T: int,
-                noise_offset: float = 0.0):
+                noise_offset: float = 0.0, frame_corr: float = 0.0):
     """(noise, t) of one global micro-batch: the same draw whatever the number of processes."""
     import torch
 
     g = torch.Generator().manual_seed(noise_seed(seed, round_k, update, micro))
-    return draw_noise(g, global_mb, shape, T, noise_offset)
+    return draw_noise(g, global_mb, shape, T, noise_offset, frame_corr)
 
 
 def ref_sample_keys(captions: list[str], uids: list[str], mode: str, per_prompt: int, round_k: int,

@@ -21,7 +21,7 @@ from ..data.cache import LatentCache
 from ..io_utils import atomic_dir, write_json
 from . import oracle
 from ..layout import Layout
-from .plan import ref_sample_keys, resolve_noise_offset, round_noise, round_rows, samples_per_round
+from .plan import ref_sample_keys, resolve_frame_corr, resolve_noise_offset, round_noise, round_rows, samples_per_round
 
 
 def round_plan(cfg: TrainConfig, k: int, cache: LatentCache, processes: int = 1):
@@ -29,9 +29,11 @@ def round_plan(cfg: TrainConfig, k: int, cache: LatentCache, processes: int = 1)
     return round_rows(len(cache), k, n, cfg.seed)
 
 
-def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch_size: int, frames: int = 0):
+def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch_size: int, frames: int = 0,
+                     frame_corr: float = 0.0):
     """Latents (N, C, h, w) in the scaled latent space of the training cache; with ``frames`` (a video
-    checkpoint) clips of that many frames, (N, C, F, h, w)."""
+    checkpoint) clips of that many frames, (N, C, F, h, w), started from noise whose frames correlate by
+    ``frame_corr`` (the checkpoint's recipe)."""
     import torch
 
     from ..models.pipeline import set_sampler
@@ -40,10 +42,12 @@ def generate_latents(pipe, prompts: list[str], seeds: list[int], sampling, batch
 
     set_sampler(pipe, sampling.sampler)
     pipe.set_progress_bar_config(disable=True)
-    extra = {"num_frames": frames} if frames else {}
+    from ..models.video_pipeline import initial_latents
+
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="reference samples", unit="batch", mininterval=5):
         gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds[i : i + batch_size]]
+        extra = {"num_frames": frames, "latents": initial_latents(pipe, gens, frames, frame_corr)} if frames else {}
         with torch.no_grad():
             res = pipe(prompts[i : i + batch_size], num_inference_steps=sampling.steps,
                        guidance_scale=sampling.guidance, generator=gens, output_type="latent", **extra)
@@ -120,9 +124,10 @@ def run_refsamples(cfg: TrainConfig, k: int, layout: Layout, cache_dir: Path,
     t0 = time.perf_counter()
     shape = tuple(cache.latents(rows[:1]).shape[1:])
     frames = shape[1] if len(shape) == 4 else 0  # a clip cache (C, F, h, w): the reference samples clips
+    corr = resolve_frame_corr(Path(selection["reference"])) if frames else 0.0
     lat = split_map(len(prompts), lambda idx: generate_latents(
-        pipe, [prompts[i] for i in idx], [seeds[i] for i in idx], cfg.ref_sampling, cfg.ref_batch_size, frames),
-        torch.stack)
+        pipe, [prompts[i] for i in idx], [seeds[i] for i in idx], cfg.ref_sampling, cfg.ref_batch_size, frames,
+        corr), torch.stack)
     timing = {"round": k, "samples": len(prompts), "processes": world,
               "generation_seconds": round(time.perf_counter() - t0, 2)}
     if not main:  # the main process writes the round's samples
@@ -226,17 +231,19 @@ def precompute_reference_errors(cfg: TrainConfig, k: int, layout: Layout, unet, 
         unet = load_unet(reference_dir).to(unet.device)
     T = sched.config.num_train_timesteps
     offset = resolve_noise_offset(cfg, layout.checkpoint(0))
+    corr = resolve_frame_corr(layout.checkpoint(0))
     global_mb = cfg.micro_batch * cfg.processes
     shape = tuple(cache.latents(rows[:1]).shape[1:])
     device = unet.device
     noise, t, a_noise, a_t = [], [], [], []  # the trainer's draws, global micro-batch by global micro-batch
     for update in range(cfg.updates_per_round):
         for micro in range(cfg.grad_accum):
-            nz, tt = round_noise(cfg.seed, k, update, micro, global_mb, shape, T, offset)
+            nz, tt = round_noise(cfg.seed, k, update, micro, global_mb, shape, T, offset, corr)
             noise.append(nz)
             t.append(tt)
             if cfg.anchor_draws:
-                an, at = anchor_draws(cfg.seed, k, update, micro, global_mb, cfg.anchor_draws, shape, T, offset)
+                an, at = anchor_draws(cfg.seed, k, update, micro, global_mb, cfg.anchor_draws, shape, T, offset,
+                                      corr)
                 a_noise.append(an)
                 a_t.append(at)
     noise, t = torch.cat(noise), torch.cat(t)

@@ -31,7 +31,7 @@ from . import oracle
 from .forward import (MicroBatch, anchor_draws, check_prediction_type, compute_loss, positions_of,
                       resolve_mixed_precision)
 from ..layout import Layout
-from .plan import resolve_noise_offset, round_noise
+from .plan import resolve_frame_corr, resolve_noise_offset, round_noise
 from .reference_samples import (check_refsamples_identity, load_preference_gap, load_reference_errors,
                                 load_refsamples, round_plan)
 
@@ -106,8 +106,8 @@ class _Batches:
     """Latents, text embeddings and noise of each micro-batch of a round (global, then split per process)."""
 
     def __init__(self, cfg: TrainConfig, k: int, cache_dir: Path, layout: Layout, processes: int,
-                 selection: dict, noise_offset: float):
-        self.cfg, self.k, self.noise_offset = cfg, k, noise_offset
+                 selection: dict, noise_offset: float, frame_corr: float = 0.0):
+        self.cfg, self.k, self.noise_offset, self.frame_corr = cfg, k, noise_offset, frame_corr
         self.winners = LatentCache(cache_dir)
         self.second = None
         if cfg.loss == "dpo":
@@ -150,11 +150,11 @@ class _Batches:
         # the same global draw whatever the number of processes; this process takes its slice
         sl = slice(process * cfg.micro_batch, (process + 1) * cfg.micro_batch)
         noise, t = round_noise(cfg.seed, self.k, update, micro, self.global_mb, self.latent_shape, T,
-                               self.noise_offset)
+                               self.noise_offset, self.frame_corr)
         batch = MicroBatch(self.winners.latents(rows), z_r, self.winners.conditioning(rows), noise[sl], t[sl])
         if cfg.loss == "seppo" and cfg.anchor_draws:
             a_noise, a_t = anchor_draws(cfg.seed, self.k, update, micro, self.global_mb, cfg.anchor_draws,
-                                        self.latent_shape, T, self.noise_offset)
+                                        self.latent_shape, T, self.noise_offset, self.frame_corr)
             batch.anchor_noise, batch.anchor_t = a_noise[sl], a_t[sl]
         if self.preference_gap is not None:
             batch.preference_gap = self.preference_gap[pos]
@@ -239,6 +239,7 @@ class _Run:
         self.scheduler = DDPMScheduler.from_pretrained(self.policy_dir, subfolder="scheduler")
         check_prediction_type(self.scheduler, str(self.policy_dir / "scheduler"))
         self.noise_offset = resolve_noise_offset(cfg, layout.checkpoint(0))
+        self.frame_corr = resolve_frame_corr(layout.checkpoint(0))
 
         torch.manual_seed(cfg.seed)
         policy = _load_unet(self.policy_dir)
@@ -260,7 +261,8 @@ class _Run:
         self.lr_factor = lr_factor_fn(cfg)
         # what trains is part of the state's identity (a resumed motion-only round must not load an all-weights state)
         self.chash = _config_hash(cfg, k, str(self.ref_dir) + ("" if trainable == "all" else f"|{trainable}"))
-        self.batches = _Batches(cfg, k, cache_dir, layout, acc.num_processes, self.selection, self.noise_offset)
+        self.batches = _Batches(cfg, k, cache_dir, layout, acc.num_processes, self.selection, self.noise_offset,
+                               self.frame_corr)
         self.progress = _Progress.load(layout.state(k), len(self.batches.rows), _trainable_state(policy),
                                        self.optimizer, self.chash, lambda m: acc.print(f"round {k}: {m}"))
         self.policy, self.optimizer = acc.prepare(policy, self.optimizer)
