@@ -132,14 +132,16 @@ def _video_status(stage: str) -> dict:
 @pytest.mark.skipif(not VIDEO_METRICS.exists(), reason="no committed video run")
 @pytest.mark.parametrize("stage", ["video_evaluate", "video_report"])
 def test_the_video_evaluation_and_report_are_not_stale_against_video_dvc_lock(stage):
-    """Code, params and the git-tracked inputs match video/dvc.lock; DVC-cached data (the generated clips, the
-    video world's real clips: absent in a clean clone) may only be missing, never different."""
+    """Code, params and the git-tracked inputs match video/dvc.lock; DVC-cached data and models (the generated clips,
+    the video world's real clips, the feature networks: absent in a clean clone) may only be missing, never
+    different."""
     changed = []
     for entries in _video_status(stage).values():
         for entry in entries:
             for kind, paths in (entry.items() if isinstance(entry, dict) else []):
                 for path, state in (paths.items() if isinstance(paths, dict) else []):
-                    if not (state == "deleted" and path.startswith("data/")):  # DVC-cached data
+                    # DVC-cached data and models (clips, the embedded feature networks): absent in a clean clone
+                    if not (state == "deleted" and path.startswith(("data/", "models/"))):
                         changed.append((kind, path, state))
     assert not changed, f"{stage} is stale against video/dvc.lock: {changed}"
 
