@@ -145,7 +145,8 @@ def test_presets_pass_every_rule():
 
 # The study's design, not a knob: which runs it holds (variants), the variants every other is paired with
 # (compare_to), the theta_0 / scorer recipe of its records (shared) and where this machine type's records go (out).
-STUDY_DESIGN = {"study.variants", "study.compare_to", "study.shared", "study.out"}
+STUDY_DESIGN = {"study.variants", "study.compare_to", "study.shared", "study.out",
+                "video_study.variants", "video_study.compare_to"}
 
 
 def _differences(a, b, prefix=""):

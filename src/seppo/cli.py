@@ -455,6 +455,31 @@ def study(
                             echo=lambda m: typer.echo(m, err=True), seeds=seed or None))
 
 
+@app.command("video-study")
+def video_study_cmd(
+    params: Path = PARAMS,
+    root: Path = typer.Option(Path("."), help="The DVC project (dvc repro video/dvc.yaml has run: theta_0, the "
+                              "cache and the base's clips are cached)."),
+    jobs: int = typer.Option(0, help="Experiments at once; 0 = video_study.jobs (<= 2 on a 2-core machine)."),
+    only: list[str] = typer.Option([], "--only", help="Run only these variants (repeatable)."),
+    seed: list[int] = typer.Option([], "--seed", help="Run only these training seeds (repeatable)."),
+    aggregate_only: bool = typer.Option(False, "--aggregate-only",
+                                        help="Recompute the aggregate from the per-run records; run nothing."),
+) -> None:
+    """The video study: the video arms x training seeds as DVC experiments of video/dvc.yaml (resumable, arm by arm),
+    then the aggregate in video_study.out (two-level CIs, curves over rounds, FID / FVD per seed)."""
+    from .study.runner import StudyError, run_study
+    from .study.video import run_video_aggregate
+
+    p = _params(params if params.is_absolute() else root / params)
+    with _exit_on(StudyError, 1):
+        if aggregate_only:
+            _show(run_video_aggregate(p, root))
+        else:
+            _show(run_study(root, p, jobs or None, only or None, echo=lambda m: typer.echo(m, err=True),
+                            seeds=seed or None, section="video_study"))
+
+
 @app.command("check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate a params file and print it with every default filled in."""

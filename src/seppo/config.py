@@ -717,6 +717,30 @@ class StudyConfig(_Section):
         return self
 
 
+VIDEO_STUDY_OUT = "reports/video/study"
+VIDEO_STUDY_TARGET = "video/dvc.yaml:video_evaluate"
+
+
+class VideoStudyConfig(StudyConfig):
+    """The video study (`seppo video-study`, docs/video.md "Multi-seed video runs"): the video arms x training seeds
+    as DVC experiments of video/dvc.yaml, resumable and aggregated as the image study. A variant's arm is its
+    train.loss (seppo | sft | dpo); each run trains that one arm for ``rounds`` rounds from models/video_base and
+    evaluates every round. train.* reaches the video rounds under video.train_overrides, so a variant may not set a
+    key those override. The shared stages (video world, theta_0, feature networks, cache, the base's clips) are the
+    workspace's `dvc repro video/dvc.yaml`: ``shared`` must stay empty."""
+
+    rounds: int = Field(3, ge=1, description="Rounds K of every run (each round evaluated: curves over rounds).")
+    target: str = Field(VIDEO_STUDY_TARGET, description="The DVC stage each experiment reproduces.")
+    out: str = Field(VIDEO_STUDY_OUT, description="Folder of the per-run records, aggregate table and figures.")
+
+    @model_validator(mode="after")
+    def _no_shared(self) -> "VideoStudyConfig":
+        if self.shared:
+            raise ValueError("video_study.shared must be empty: the video study's shared stages are the "
+                             "workspace's `dvc repro video/dvc.yaml`")
+        return self
+
+
 VIDEO_ARMS = ("seppo", "sft", "dpo")
 
 
@@ -793,6 +817,8 @@ class Params(_Section):
     video_features: VideoFeaturesConfig = Field(default_factory=VideoFeaturesConfig,
                                                 description=VideoFeaturesConfig.__doc__)
     video: VideoConfig = Field(default_factory=VideoConfig, description=VideoConfig.__doc__)
+    video_study: VideoStudyConfig = Field(default_factory=VideoStudyConfig,
+                                        description=VideoStudyConfig.__doc__)
 
     @model_validator(mode="before")
     @classmethod
@@ -881,7 +907,8 @@ def parse_params(data: dict[str, Any] | None, source: str = "<params>") -> Param
         params = Params.model_validate(data or {})
     except ValidationError as err:
         raise ConfigError(_format(err, source)) from None
-    _check_variants(params, source)
+    for section in STUDY_SECTIONS:
+        _check_variants(params, source, section)
     return params
 
 
@@ -889,13 +916,20 @@ STUDY_OWNED = ("train.seed", "train.rounds")
 STUDY_SHARED_SECTIONS = ("base_model", "scorer_model")  # sections study.shared may pin (no train.* reads them)
 
 
-def variant_params(params: Params, variant: StudyVariant, seed: int, rounds: int) -> dict[str, Any]:
-    """The dotted overrides of one study run: study.shared's pins, study.common, the variant's train.* keys,
-    its lr, the seed and the rounds (later ones win)."""
-    over = dict(params.study.shared) | dict(params.study.common) | dict(variant.overrides)
+STUDY_SECTIONS = ("study", "video_study")
+
+
+def variant_params(params: Params, variant: StudyVariant, seed: int, rounds: int, section: str = "study"
+                   ) -> dict[str, Any]:
+    """The dotted overrides of one study run: <section>.shared's pins, <section>.common, the variant's train.* keys,
+    its lr, the seed and the rounds (later ones win); a video study run also names its one arm (its train.loss)."""
+    st = getattr(params, section)
+    over = dict(st.shared) | dict(st.common) | dict(variant.overrides)
     if variant.lr is not None:
         over["train.lr"] = variant.lr
     over["train.seed"], over["train.rounds"] = seed, rounds
+    if section == "video_study":
+        over["video.arms"] = [over.get("train.loss", params.train.loss)]
     return over
 
 
@@ -913,25 +947,27 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return out
 
 
-def _check_variants(params: Params, source: str) -> None:
-    """Every trained variant's overrides (study.shared, study.common, then its own) applied to the params must validate,
-    or fail with the dotted key."""
-    base = params.model_dump(exclude={"study"})
+def _check_variants(params: Params, source: str, section: str = "study") -> None:
+    """Every trained variant's overrides (<section>.shared, <section>.common, then its own) applied to the params must
+    validate, or fail with the dotted key. A video study's variant may not set a train.* key that
+    video.train_overrides replaces (the override would win, silently)."""
+    st = getattr(params, section)
+    base = params.model_dump(exclude=set(STUDY_SECTIONS))
     rule = (f"may override only train.* keys other than {', '.join(STUDY_OWNED)} (shared stages, the evaluation "
             "set, seeds and rounds are the study's)")
-    bad = {k for k in params.study.common if not k.startswith("train.") or k in STUDY_OWNED}
-    lines = [f"  study.common.{k}: the study {rule}" for k in sorted(bad)]
-    bad_shared = {k for k in params.study.shared if k.split(".", 1)[0] not in STUDY_SHARED_SECTIONS or "." not in k}
-    lines += [f"  study.shared.{k}: may pin only keys of the shared stages' sections "
+    bad = {k for k in st.common if not k.startswith("train.") or k in STUDY_OWNED}
+    lines = [f"  {section}.common.{k}: the study {rule}" for k in sorted(bad)]
+    bad_shared = {k for k in st.shared if k.split(".", 1)[0] not in STUDY_SHARED_SECTIONS or "." not in k}
+    lines += [f"  {section}.shared.{k}: may pin only keys of the shared stages' sections "
               f"({', '.join(s + '.*' for s in STUDY_SHARED_SECTIONS)})" for k in sorted(bad_shared)]
     bad |= bad_shared
-    for name, v in params.study.variants.items():
-        where = f"study.variants.{name}.overrides"
+    for name, v in st.variants.items():
+        where = f"{section}.variants.{name}.overrides"
         own_bad = [k for k in v.overrides if not k.startswith("train.") or k in STUDY_OWNED]
         lines += [f"  {where}.{k}: a variant {rule}" for k in own_bad]
         if not v.train:
             continue
-        over = {k: x for k, x in variant_params(params, v, params.study.seeds[0], params.study.rounds).items()
+        over = {k: x for k, x in variant_params(params, v, st.seeds[0], st.rounds, section).items()
                 if k not in bad and k not in own_bad}
         if v.pending:  # a placeholder may name keys another branch is adding: check the ones that exist
             over = {k: x for k, x in over.items() if k.split(".", 1)[-1] in TrainConfig.model_fields}
@@ -943,11 +979,27 @@ def _check_variants(params: Params, source: str) -> None:
                 got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # not a whole section
                 what = ("unknown key; allowed keys here: " + _allowed(Params, e["loc"])
                         if e["type"] == "extra_forbidden" else f"{e['msg'].removeprefix('Value error, ')}{got}")
-                first = [f"study.{f}" for f in ("shared", "common") if getattr(params.study, f)]
+                first = [f"{section}.{f}" for f in ("shared", "common") if getattr(st, f)]
                 lines.append(f"  {where}.{key}: {what}" + (f" ({' and '.join(first)} applied first)" if first
                                                            else ""))
     if lines:
-        raise ConfigError("\n".join([f"{source}: invalid study variants"] + lines))
+        raise ConfigError("\n".join([f"{source}: invalid {section} variants"] + lines))
+
+
+def video_study_conflicts(params: Params) -> list[str]:
+    """What keeps the video study from running as planned: a train.* key a variant (or video_study.common) sets
+    that video.train_overrides replaces for every video round (the variant's value would never reach one), and a
+    train_overrides key the study sets per run (seed, rounds). Checked when the video study runs, not at load: a
+    preset that tunes video.train_overrides stays valid for everything else."""
+    st, hidden = params.video_study, set(params.video.train_overrides)
+    lines = []
+    for where, keys in [("common", st.common)] + [(f"variants.{n}.overrides", v.overrides)
+                                                 for n, v in st.variants.items()]:
+        lines += [f"video_study.{where}.{k}: video.train_overrides sets {k.split('.', 1)[1]} for every video "
+                  "round, so this value would never reach one" for k in sorted(keys) if k.split(".", 1)[1] in hidden]
+    lines += [f"video.train_overrides.{k}: the video study sets it per run (video_study.seeds / rounds)"
+              for k in ("seed", "rounds") if k in hidden]
+    return lines
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

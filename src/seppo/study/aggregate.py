@@ -31,7 +31,7 @@ ORACLE_KEYS = ("mean_flip_rate", "mean_implicit_acc", "oracle_flip_rate", "ancho
                "anchor_auc", "mean_d_w", "mean_d_r")
 FIG_DPI = 100
 # the sweep picks by the ground truth where the records have it (the embedded world), else the first scorer
-SWEEP_METRICS = ("shapeland_utility",)
+SWEEP_METRICS = ("shapeland_utility", "clip_utility")
 
 
 def _ckpt(k: int) -> str:
@@ -389,9 +389,12 @@ def aggregate(params: Params, records: list[dict]) -> tuple[pd.DataFrame, pd.Dat
                     w = two_level_bootstrap(win[1], st.n_boot, st.seed)
                     row.update(win_rate_vs_base=w.mean, win_ci_low=w.lo, win_ci_high=w.hi)
                 for ref in st.compare_to:
-                    if ref == variant or ref not in groups:
+                    # a non-trained variant (theta_0) is read from this variant's own records: paired on prompts
+                    mine = ref in st.variants and not st.variants[ref].train
+                    if ref == variant or (ref not in groups and not mine):
                         continue
-                    other = per_prompt_matrix(groups[ref], _ckpt(k), metric)
+                    other = per_prompt_matrix(recs, "base", metric) if mine else \
+                        per_prompt_matrix(groups[ref], _ckpt(k), metric)
                     if other is None:
                         continue
                     common = sorted(set(seeds) & set(other[0]))
@@ -534,7 +537,7 @@ def curves(table: pd.DataFrame, out: Path, skip=(), params: Params | None = None
     return paths
 
 
-def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
+def run_aggregate(params: Params, root: Path = Path("."), title: str = "# Ablation study (`seppo study`)") -> dict:
     """Recompute aggregate.{csv,md}, oracle.csv and the curves from the records under study.out."""
     out = Path(root) / params.study.out
     records = load_records(out) if (out / "runs").is_dir() else []
@@ -547,7 +550,7 @@ def run_aggregate(params: Params, root: Path = Path(".")) -> dict:
     with atomic_path(out / "oracle.csv") as tmp:
         oracle.to_csv(tmp, index=False, float_format="%.6f")
     st = params.study
-    md = ["# Ablation study (`seppo study`)", "",
+    md = [title, "",
           f"{len(records)} runs; {st.rounds} rounds; training seeds {st.seeds} (train.seed: data order, noise, "
           "timesteps, reference selection; world, base model and evaluation set shared). Mean over seeds and "
           f"prompts; 95% CIs from a two-level bootstrap ({st.n_boot} resamples of the seeds and, crossed with them, "

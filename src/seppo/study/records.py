@@ -30,15 +30,20 @@ class Run:
     seed: int
     overrides: dict[str, Any] = field(hash=False)
     params_hash: str
+    prefix: str = ""  # "video-" for the video study's runs: their experiments share DVC's namespace with the image's
 
     @property
     def name(self) -> str:
         """The DVC experiment name and the record's file stem."""
-        return f"{self.variant}__seed{self.seed}"
+        return f"{self.prefix}{self.variant}__seed{self.seed}"
 
 
 # sections no stage of an image study run reads: changing them must not re-run the study
-NOT_HASHED = {"study", "orchestration", "video_world", "video_base", "video_features", "video"}
+NOT_HASHED = {"study", "video_study", "orchestration", "video_world", "video_base", "video_features", "video"}
+# a video study run reads the video sections and, through theta_0's image model and train.*, the image ones
+VIDEO_NOT_HASHED = {"study", "video_study", "orchestration"}
+# per study section: what its hash leaves out and its runs' name prefix
+SECTIONS = {"study": (NOT_HASHED, ""), "video_study": (VIDEO_NOT_HASHED, "video-")}
 
 
 # params added after recorded runs, with the value the code had fixed before they existed: left out of the hash
@@ -65,28 +70,29 @@ def with_legacy_values(data: dict, current: dict) -> dict:
     return out
 
 
-def effective_hash(params: Params, overrides: dict[str, Any]) -> str:
-    """sha256 of every param a run depends on (all sections but NOT_HASHED, overrides applied)."""
-    data = apply_overrides(params.model_dump(exclude=NOT_HASHED), overrides)
-    eff = parse_params(data).model_dump(exclude=NOT_HASHED)
+def effective_hash(params: Params, overrides: dict[str, Any], not_hashed: set[str] = NOT_HASHED) -> str:
+    """sha256 of every param a run depends on (all sections but ``not_hashed``, overrides applied)."""
+    data = apply_overrides(params.model_dump(exclude=not_hashed), overrides)
+    eff = parse_params(data).model_dump(exclude=not_hashed)
     for (section, key), legacy in LEGACY_VALUES.items():
         if eff.get(section, {}).get(key, legacy) == legacy:
             eff.get(section, {}).pop(key, None)
     return hashlib.sha256(json.dumps(eff, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def plan_runs(params: Params) -> list[Run]:
+def plan_runs(params: Params, section: str = "study") -> list[Run]:
     """Seed by seed, and within a seed the variants in table order; pending and non-training variants
     are not run. Seed-major, so a study stopped early (killed, or out of budget) holds whole seeds
     of every variant: paired comparisons need each variant on the same seeds."""
-    st = params.study
+    st = getattr(params, section)
+    not_hashed, prefix = SECTIONS[section]
     runs = []
     for seed in st.seeds:
         for name, v in st.variants.items():
             if v.pending or not v.train or seed not in st.seeds[: v.n_seeds or len(st.seeds)]:
                 continue
-            over = variant_params(params, v, seed, st.rounds)
-            runs.append(Run(name, seed, over, effective_hash(params, over)))
+            over = variant_params(params, v, seed, st.rounds, section)
+            runs.append(Run(name, seed, over, effective_hash(params, over, not_hashed), prefix))
     return runs
 
 

@@ -131,20 +131,26 @@ def plan_branches(runs: list[Run]) -> dict[str, Any]:
 @contextlib.contextmanager
 def planned_rounds(root: Path, params: Params, rounds: int, replan: bool,
                    branches: dict[str, Any] | None = None) -> Iterator[None]:
-    """dvc.yaml planned for the study's rounds while the study runs; the original restored afterwards.
-
-    The original is backed up once under .dvc/tmp (ignored by git): a study killed here leaves the
-    backup, and the re-run restores from it, never from the study's own plan.
-    """
+    """dvc.yaml planned for the study's rounds while the study runs; the original restored afterwards."""
     from ..planning.dvc import render
 
     if not replan:
         yield
         return
-    dvc_yaml, backup = root / "dvc.yaml", root / DVC_YAML_BACKUP
     data = parse_params(params.model_dump() | {"train": params.train.model_dump() | (branches or {})
                                                | {"rounds": rounds}})
-    text = render(data)
+    with planned_file(root, "dvc.yaml", render(data), DVC_YAML_BACKUP):
+        yield
+
+
+@contextlib.contextmanager
+def planned_file(root: Path, rel: str, text: str, backup_rel: str) -> Iterator[None]:
+    """``rel`` (a dvc.yaml) holds ``text`` while the study's runs start; the original restored afterwards.
+
+    The original is backed up once under .dvc/tmp (ignored by git): a study killed here leaves the
+    backup, and the re-run restores from it, never from the study's own plan.
+    """
+    dvc_yaml, backup = root / rel, root / backup_rel
     if not backup.exists() and dvc_yaml.exists():
         backup.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(backup) as tmp:
@@ -175,7 +181,7 @@ def _experiment_rev(root: Path, name: str) -> str:
     return here[0] if here else found[0][1]
 
 
-def finished_experiment(root: Path, run: Run) -> str | None:
+def finished_experiment(root: Path, run: Run, section: str = "study") -> str | None:
     """The rev of an experiment named like the run, on this baseline, made with the same params; else None.
 
     This collects runs that finished without a record (killed in between) and runs queued elsewhere
@@ -183,7 +189,7 @@ def finished_experiment(root: Path, run: Run) -> str | None:
     """
     import yaml
 
-    from .records import effective_hash, with_legacy_values
+    from .records import SECTIONS, effective_hash, with_legacy_values
 
     try:
         rev = _experiment_rev(root, run.name)
@@ -195,7 +201,7 @@ def finished_experiment(root: Path, run: Run) -> str | None:
         made_with = parse_params(with_legacy_values(yaml.safe_load(raw or b"") or {}, current))
     except Exception:  # noqa: BLE001 - params another version of the code wrote: not this run
         return None
-    return rev if effective_hash(made_with, {}) == run.params_hash else None
+    return rev if effective_hash(made_with, {}, SECTIONS[section][0]) == run.params_hash else None
 
 
 def _drop_stale_experiment(root: Path, name: str, env: dict) -> None:
@@ -212,8 +218,18 @@ def _read_at(root: Path, rev: str, path: str) -> bytes | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def collect(root: Path, run: Run, label: str, rounds: int, rev: str, wall_s: float | None) -> dict:
+def collect(root: Path, run: Run, label: str, rounds: int, rev: str, wall_s: float | None,
+            section: str = "study") -> dict:
     """The record of a finished experiment, read from its commit."""
+    if section == "video_study":
+        from . import video
+
+        exp = {"name": run.name, "rev": rev, "wall_s": None if wall_s is None else round(wall_s, 1),
+               "machine": machine_type()}
+        try:
+            return video.collect(lambda path: _read_at(root, rev, path), run, label, rounds, exp)
+        except ValueError as err:
+            raise StudyError(str(err)) from None
     raw = _read_at(root, rev, L.EVAL_SCORES)
     if raw is None:
         raise StudyError(f"{run.name}: experiment {rev[:10]} has no reports/eval/scores.parquet")
@@ -277,60 +293,93 @@ def _execute(root: Path, name: str, cmd: list[str], threads: int | None, log_dir
     return time.monotonic() - t0
 
 
+VIDEO_YAML, VIDEO_YAML_BACKUP = "video/dvc.yaml", ".dvc/tmp/seppo-study-video-dvc.yaml.orig"
+
+
+def _groups(root: Path, params: Params, section: str, rounds: int, replan: bool, todo: list[Run]
+            ) -> list[tuple[contextlib.AbstractContextManager, list[Run]]]:
+    """(plan, runs) in the order they run. The image study: one plan (dvc.yaml at the study's rounds) for every
+    run. The video study: one plan per arm (video/dvc.yaml holds the arm's stages only), so the runs of one arm run
+    together and the next arm's plan is written once they have finished (a run's copy of the workspace is taken
+    when it starts)."""
+    if section == "study":
+        return [(planned_rounds(root, params, rounds, replan, plan_branches(todo)), todo)]
+    from . import video
+
+    arms: dict[str, list[Run]] = {}
+    for r in todo:
+        arms.setdefault(video.run_arm(r), []).append(r)
+    out = []
+    for arm, runs in arms.items():
+        plan = planned_file(root, VIDEO_YAML, video.plan_text(params, arm, rounds, plan_branches(runs)),
+                            VIDEO_YAML_BACKUP) if replan else contextlib.nullcontext()
+        out.append((plan, runs))
+    return out
+
+
 def run_study(root: Path = Path("."), params: Params | None = None, jobs: int | None = None,
               only: list[str] | None = None, replan: bool = True,
-              echo: Callable[[str], None] = print, seeds: list[int] | None = None) -> dict:
-    """Run what is missing of the matrix, then aggregate. Returns what ran, what was skipped."""
+              echo: Callable[[str], None] = print, seeds: list[int] | None = None, section: str = "study") -> dict:
+    """Run what is missing of the matrix, then aggregate. Returns what ran, what was skipped.
+
+    ``section``: "study" (the image study, dvc.yaml) or "video_study" (the video arms, video/dvc.yaml)."""
     from .aggregate import run_aggregate
+    from .video import run_video_aggregate
     from ..config import load_params
 
     root = Path(root).resolve()
     params = params or load_params(root / "params.yaml")
-    st = params.study
+    st = getattr(params, section)
+    if section == "video_study":
+        from ..config import video_study_conflicts
+
+        bad = video_study_conflicts(params)
+        if bad:
+            raise StudyError("the video study cannot run as planned:\n  " + "\n  ".join(bad))
     out = root / st.out
-    runs = [r for r in plan_runs(params) if (not only or r.variant in only) and (not seeds or r.seed in seeds)]
+    runs = [r for r in plan_runs(params, section) if (not only or r.variant in only) and (not seeds or r.seed in seeds)]
     unknown = sorted(set(only or []) - set(st.variants))
     if unknown:
         raise StudyError(f"--only names unknown variants {unknown}; variants: {sorted(st.variants)}")
     todo = [r for r in runs if not is_done(out, r)]
     skipped = [r.name for r in runs if r not in todo]
-    echo(f"study: {len(runs)} runs, {len(skipped)} already done, {len(todo)} to run, jobs {jobs or st.jobs}")
+    echo(f"{section}: {len(runs)} runs, {len(skipped)} already done, {len(todo)} to run, jobs {jobs or st.jobs}")
     jobs = jobs or st.jobs
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     log_dir = root / ".dvc" / "tmp" / "study-logs"
 
     def one(run: Run) -> str:
-        rev, wall = finished_experiment(root, run), None
+        rev, wall = finished_experiment(root, run, section), None
         if rev:
-            echo(f"study: {run.name} collected from finished experiment {rev[:10]}")
+            echo(f"{section}: {run.name} collected from finished experiment {rev[:10]}")
         else:
-            echo(f"study: {run.name} started")
+            echo(f"{section}: {run.name} started")
             wall = _execute(root, run.name, exp_command(run, st.target), threads, log_dir)
             rev = _experiment_rev(root, run.name)
-        rec = collect(root, run, st.variants[run.variant].label, st.rounds, rev, wall)
+        rec = collect(root, run, st.variants[run.variant].label, st.rounds, rev, wall, section)
         write_json(record_path(out, run), rec)
-        echo(f"study: {run.name} recorded" + (f" ({wall:.0f} s)" if wall else ""))
+        echo(f"{section}: {run.name} recorded" + (f" ({wall:.0f} s)" if wall else ""))
         return run.name
 
     done: list[str] = []
     failed: list[str] = []
-    if todo:
+    for plan, group in (_groups(root, params, section, st.rounds, replan, todo) if todo else []):
         # a failing run does not stop the others (their records are kept); all failures are raised at the end
-        with planned_rounds(root, params, st.rounds, replan, plan_branches(todo)), ThreadPoolExecutor(jobs) as pool:
-            shared = shared_command(params)
+        with plan, ThreadPoolExecutor(jobs) as pool:
+            shared = shared_command(params) if section == "study" else None
             if shared:
                 echo(f"study: shared stages ({', '.join(st.shared)}) computed once, every core")
                 wall = _execute(root, SHARED_RUN, shared, None, log_dir)
                 echo(f"study: shared stages ready ({wall:.0f} s)")
-            futures = [(r, pool.submit(one, r)) for r in todo]
+            futures = [(r, pool.submit(one, r)) for r in group]
             for r, f in futures:
                 try:
                     done.append(f.result())
                 except Exception as err:  # noqa: BLE001 - reported with the run's name below
                     failed.append(f"{r.name}: {err}")
-    agg = run_aggregate(params, root)
+    agg = run_aggregate(params, root) if section == "study" else run_video_aggregate(params, root)
     if failed:
-        raise StudyError(f"{len(failed)} of {len(todo)} runs failed (re-run `seppo study` to retry only "
+        raise StudyError(f"{len(failed)} of {len(todo)} runs failed (re-run the study to retry only "
                          "them):\n" + "\n".join(failed))
     return {"ran": done, "skipped": skipped, **agg}
 
