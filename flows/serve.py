@@ -43,7 +43,7 @@ def main() -> None:
     study = seppo_study.to_deployment(
         name=args.name,
         parameters={"project_dir": args.project_dir, "jobs": 0, "only": [], "aggregate_only": False,
-                    "replan": not args.no_replan},
+                    "replan": not args.no_replan, "submit": False},
         description="The ablation study (params.study): variants x seeds as DVC experiments, resumable.",
         tags=["seppo", "study"],
     )

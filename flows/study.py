@@ -23,9 +23,13 @@ STUDY_REPORT_KEY = "seppo-study-report"
 
 
 @task(retries=1, retry_delay_seconds=30)
-def run_study_command(project_dir: str, jobs: int, only: list[str], aggregate_only: bool, replan: bool) -> str:
-    """`seppo study`: a retry resumes (finished runs are skipped by their records)."""
+def run_study_command(project_dir: str, jobs: int, only: list[str], aggregate_only: bool, replan: bool,
+                      submit: bool = False) -> str:
+    """`seppo study`: a retry resumes (finished runs are skipped by their records). ``submit``: the missing runs go
+    to the seppo-study work pool (one flow run each, on any machine with a worker), are waited for and collected."""
     cmd = [_bin("seppo"), "study"]
+    if submit:
+        cmd += ["--submit", "--wait"]
     if jobs:
         cmd += ["--jobs", str(jobs)]
     for v in only:
@@ -60,12 +64,15 @@ def publish_study(project_dir: str, out: str = L.STUDY) -> dict:
 
 @flow(name="seppo-study")
 def seppo_study(project_dir: str = ".", jobs: int = 0, only: list[str] | None = None,
-                aggregate_only: bool = False, replan: bool = True) -> dict:
+                aggregate_only: bool = False, replan: bool = True, submit: bool = False) -> dict:
     """Variants x training seeds of params.study as DVC experiments, resumable; then the aggregate.
 
     ``jobs`` 0 = study.jobs (<= 2 on a 2-core machine); ``only`` restricts to some variants;
-    ``aggregate_only`` recomputes the tables and figures from the committed per-run records.
+    ``aggregate_only`` recomputes the tables and figures from the committed per-run records;
+    ``submit`` spreads the missing runs over the machines of the seppo-study work pool (docs/scale.md).
     """
     project_dir = str(Path(project_dir).resolve())
-    run_study_command(project_dir, jobs, only or [], aggregate_only, replan)
+    if submit and (jobs or only):
+        raise ValueError("submit runs every missing run of the matrix on the work pool: jobs / only do not apply")
+    run_study_command(project_dir, jobs, only or [], aggregate_only, replan, submit)
     return publish_study(project_dir)

@@ -436,6 +436,15 @@ def study(
                                      "missing runs (for dvc queue start -j N on a bigger machine); run nothing."),
     out: Path = typer.Option(None, "--out", help="Study folder instead of study.out: one folder per theta_0, e.g. "
                              "the runs of another machine type, whose pretraining draws another theta_0."),
+    submit: bool = typer.Option(False, "--submit", help="Run the missing runs on a Prefect work pool instead of "
+                                "here: each becomes one flow run of seppo-study-run (docs/scale.md)."),
+    collect: bool = typer.Option(False, "--collect", help="Pull the finished runs from the shared remotes (dvc exp "
+                                 "pull), record them, aggregate; run nothing."),
+    wait: bool = typer.Option(False, "--wait", help="With --submit: wait for the flow runs, then --collect."),
+    git_remote: str = typer.Option("origin", "--git-remote", help="The git remote every worker shares."),
+    pool: str = typer.Option("seppo-study", "--pool", help="With --submit: the Prefect work pool."),
+    threads: int = typer.Option(0, "--threads", help="With --submit: torch threads of each run on its worker "
+                                "(0 = every core of the worker's machine)."),
 ) -> None:
     """The ablation study: variants x training seeds as DVC experiments (resumable), then the aggregate."""
     from .study.aggregate import run_aggregate
@@ -444,8 +453,13 @@ def study(
     p = _params(params if params.is_absolute() else root / params)
     if out is not None:
         p = p.model_copy(update={"study": p.study.model_copy(update={"out": str(out)})})
+    if (submit or collect) and (only or seed or jobs or print_queue or aggregate_only):
+        raise typer.BadParameter("--submit / --collect take the whole matrix: --only, --seed, --jobs, --print-queue "
+                                 "and --aggregate-only do not apply (a worker's concurrency is its --limit)")
     with _exit_on(StudyError, 1):
-        if print_queue:
+        if submit or collect:
+            _distributed(root, p, "study", submit, collect or wait, git_remote, pool, threads, not no_replan)
+        elif print_queue:
             for line in queue_commands(p, root):
                 typer.echo(line)
         elif aggregate_only:
@@ -453,6 +467,21 @@ def study(
         else:
             _show(run_study(root, p, jobs or None, only or None, replan=not no_replan,
                             echo=lambda m: typer.echo(m, err=True), seeds=seed or None))
+
+
+def _distributed(root: Path, p, section: str, submit: bool, collect: bool, git_remote: str, pool: str,
+                 threads: int, replan: bool) -> None:
+    from .study.remote import collect_remote, submit_study, wait_for
+
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if submit:
+        res = submit_study(root, p, section, git_remote, pool, replan=replan, threads=threads, echo=echo)
+        if collect:
+            wait_for(res["submitted"], echo)
+        else:
+            _show(res)
+    if collect:
+        _show(collect_remote(root, p, section, git_remote, echo))
 
 
 @app.command("video-study")
@@ -465,6 +494,13 @@ def video_study_cmd(
     seed: list[int] = typer.Option([], "--seed", help="Run only these training seeds (repeatable)."),
     aggregate_only: bool = typer.Option(False, "--aggregate-only",
                                         help="Recompute the aggregate from the per-run records; run nothing."),
+    submit: bool = typer.Option(False, "--submit", help="Run the missing runs on a Prefect work pool (as "
+                                "seppo study --submit)."),
+    collect: bool = typer.Option(False, "--collect", help="Pull the finished runs from the shared remotes, "
+                                 "record, aggregate; run nothing."),
+    wait: bool = typer.Option(False, "--wait", help="With --submit: wait for the flow runs, then --collect."),
+    git_remote: str = typer.Option("origin", "--git-remote", help="The git remote every worker shares."),
+    pool: str = typer.Option("seppo-study", "--pool", help="With --submit: the Prefect work pool."),
 ) -> None:
     """The video study: the video arms x training seeds as DVC experiments of video/dvc.yaml (resumable, arm by arm),
     then the aggregate in video_study.out (two-level CIs, curves over rounds, FID / FVD per seed)."""
@@ -473,7 +509,9 @@ def video_study_cmd(
 
     p = _params(params if params.is_absolute() else root / params)
     with _exit_on(StudyError, 1):
-        if aggregate_only:
+        if submit or collect:
+            _distributed(root, p, "video_study", submit, collect or wait, git_remote, pool, 0, True)
+        elif aggregate_only:
             _show(run_video_aggregate(p, root))
         else:
             _show(run_study(root, p, jobs or None, only or None, echo=lambda m: typer.echo(m, err=True),

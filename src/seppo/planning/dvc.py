@@ -188,6 +188,11 @@ def study_report_inputs(study_out: str) -> list[str]:
         L.probe_record(1)]
 
 
+def video_study_report_inputs(study_out: str) -> list[str]:
+    """What the video report reads of the video study (`seppo video-study`) where it has run."""
+    return [f"{study_out}/{f}" for f in ("aggregate.csv", "set_metrics.csv", "curves_clip_utility.png")]
+
+
 # DVCLive series of the train stage drawn by `dvc plots show`, each in one figure with the rounds overlaid
 TRAIN_PLOT_SERIES = ("loss", "implicit_acc", "flip_rate", "oracle_flip_rate", "anchor_accuracy", "d_w", "d_r",
                      "grad_norm")
@@ -306,7 +311,9 @@ def build_video(params: Params) -> dict:
         "outs": [{L.VIDEO_EVAL: dict(NOT_CACHED)}], "metrics": _metrics(L.metrics("video_eval"))})
     stage("video_report", {
         "cmd": "seppo video-report " + " ".join(f"--clips {c}" for c in clips),
-        "deps": [L.VIDEO_EVAL, *clips, *_code("video_report")],
+        # the multi-seed section appears once `seppo video-study` has written its aggregate (committed with its runs)
+        "deps": [L.VIDEO_EVAL, *clips, *_code("video_report")]
+        + [f for f in video_study_report_inputs(params.video_study.out) if Path(f).exists()],
         "params": _params("video_report", params),
         "outs": [{p: dict(NOT_CACHED)} for p in (L.VIDEO_REPORT_MD, L.VIDEO_REPORT_HTML, L.VIDEO_REPORT_FIGURES)]})
     return {"stages": st}

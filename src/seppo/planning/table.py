@@ -103,7 +103,8 @@ STAGES: dict[str, Stage] = {
     "video_report": Stage(("video.arms", "video.trainable", "video.train_overrides", "video.preview_prompts",
                            "train.rounds", "train.seed", "train.criterion", "train.strategy", "train.lr", "train.beta",
                            "train.updates_per_round", "train.micro_batch", "train.grad_accum", "base_model.source",
-                           "base_model.revision")),
+                           "base_model.revision", "video_study.out", "video_study.variants", "video_study.compare_to",
+                           "video_study.seeds", "video_study.n_boot")),
 }
 
 
