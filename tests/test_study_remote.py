@@ -107,3 +107,4 @@ def test_two_workers_in_two_clones_run_every_run_once_and_aggregate_as_one_machi
     # 5. a third submission finds nothing missing: it submits nothing and needs no server (none answers here)
     last = json.loads(sh(_study(head, "--submit"), head, dict(env, PREFECT_API_URL="http://127.0.0.1:9/api")))
     assert last["submitted"] == {}
+

@@ -473,15 +473,22 @@ def _distributed(root: Path, p, section: str, submit: bool, collect: bool, git_r
                  threads: int, replan: bool) -> None:
     from .study.remote import collect_remote, submit_study, wait_for
 
+    from .study.runner import StudyError
+
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    final: dict[str, str] = {}
     if submit:
         res = submit_study(root, p, section, git_remote, pool, replan=replan, threads=threads, echo=echo)
         if collect:
-            wait_for(res["submitted"], echo)
+            final = wait_for(res["submitted"], echo)
         else:
             _show(res)
     if collect:
         _show(collect_remote(root, p, section, git_remote, echo))
+    bad = sorted(n for n, state in final.items() if state != "COMPLETED")
+    if bad:  # after collecting what did finish: the others are submitted again by the next --submit
+        raise StudyError(f"{len(bad)} flow runs did not complete ({', '.join(bad)}): see their logs in the Prefect "
+                         "UI; `--submit` again retries them")
 
 
 @app.command("video-study")

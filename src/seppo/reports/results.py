@@ -150,6 +150,37 @@ def _video_section(root: Path) -> list[str]:
     return md + [""]
 
 
+def _video_study_section(params: Params, root: Path) -> list[str]:
+    """The multi-seed video table (final round, clip utility) with its paired differences, once it has run."""
+    st = params.video_study
+    path = root / st.out / "aggregate.csv"
+    if not path.exists():
+        return []
+    t = pd.read_csv(path)
+    if t.empty:
+        return []
+    K = int(t["round"].max())
+    refs = [c for c in st.compare_to if f"diff_vs_{c}" in t.columns]
+    md = [f"## Text-to-video, multi-seed (`seppo video-study`: {st.out}/aggregate.md)", "",
+          f"Each arm from the video theta_0, {K} rounds, every round evaluated on the 32 video prompts x 2 sampling "
+          "seeds; mean over training seeds and prompts, 95% two-level bootstrap CI (seeds x prompts); differences "
+          "paired on seed and prompt. Clip utility: the ground truth from pixels, [0, 1].", "",
+          "| variant | seeds | lr | clip utility, round " + str(K) + " | "
+          + " | ".join(f"- {c}" for c in refs) + " |", "|---|---|---|---|" + "---|" * len(refs)]
+    g = t[(t.metric == "clip_utility") & ((t["round"] == K) | (t["round"] == 0))]
+
+    def ci(r, a, lo, hi, sign=""):
+        v = r.get(a)
+        return "" if v is None or pd.isna(v) else f"{v:{sign}.3f} [{r[lo]:{sign}.3f}, {r[hi]:{sign}.3f}]"
+
+    for r in g.to_dict("records"):
+        md.append(f"| {r['label']} | {r['seeds']} | {'' if pd.isna(r['lr']) else format(r['lr'], 'g')} | "
+                  f"{ci(r, 'mean', 'ci_low', 'ci_high')} | "
+                  + " | ".join(ci(r, f"diff_vs_{c}", f"diff_vs_{c}_ci_low", f"diff_vs_{c}_ci_high", "+")
+                               for c in refs) + " |")
+    return md + [""]
+
+
 def build_results(params: Params, root: Path = Path(".")) -> str:
     from ..study.report import study_section
 
@@ -162,6 +193,7 @@ def build_results(params: Params, root: Path = Path(".")) -> str:
     md += _probe_anatomy(root)
     md += _dpo_section(root)
     md += _video_section(root)
+    md += _video_study_section(params, root)
     return "\n".join(md).rstrip("\n") + "\n"
 
 

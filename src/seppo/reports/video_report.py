@@ -228,7 +228,8 @@ def _study_section(params: Params, root: Path, figures: Path) -> list[str]:
                 label = st.variants[variant].label if variant in st.variants else variant
                 cells = [(lambda r: "n/a" if r.empty else f"{r['mean'].iloc[0]:.2f} [{r['min'].iloc[0]:.2f}, "
                           f"{r['max'].iloc[0]:.2f}]")(h[h.metric == m]) for m in ("fid", "fvd")]
-                md.append(f"| {label} | {int(h.n_seeds.max())} | " + " | ".join(cells) + " |")
+                seeds = "shared" if (h["round"] == 0).all() else str(int(h.n_seeds.max()))
+                md.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
             md.append("")
     curve = d / "curves_clip_utility.png"
     if curve.exists():

@@ -506,7 +506,7 @@ def curves(table: pd.DataFrame, out: Path, skip=(), params: Params | None = None
         base = g[g["round"] == 0]
         trained = list(dict.fromkeys(g.loc[g["round"] > 0, "variant"]))
         panels = _families(params, trained)
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.0), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(max(4.6 * len(panels), 7.0), 5.0), sharey=True, squeeze=False)
         ref = params.study.compare_to[0] if params and params.study.compare_to else None
         for ax, (title, names) in zip(axes[0], panels):
             if ref in trained and ref not in names:  # the comparison every other panel is read against

@@ -150,7 +150,8 @@ def set_metric_markdown(params: Params, table: pd.DataFrame) -> list[str]:
             r = h[h.metric == m]
             cells.append("n/a" if r.empty else f"{r['mean'].iloc[0]:.2f} [{r['min'].iloc[0]:.2f}, "
                          f"{r['max'].iloc[0]:.2f}]")
-        md.append(f"| {label} | {int(h.n_seeds.max())} | " + " | ".join(cells) + " |")
+        seeds = "shared" if (h["round"] == 0).all() else str(int(h.n_seeds.max()))
+        md.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
     return md + [""]
 
 
