@@ -78,7 +78,12 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[], help="stages to measure (default: all)")
     args = ap.parse_args()
     stages = args.only or [s for s in STAGES]
-    codes = {"(python -c pass)": "pass", "(import torch)": "import torch"}
+    # the floor of a stage that builds a diffusers UNet: the UNet's own module, and the three imports that module
+    # forces through diffusers' module-level imports (torch; torch._dynamo via diffusers.utils.torch_utils; peft via
+    # diffusers.hooks.group_offloading -> hooks.layerwise_casting -> peft.helpers)
+    codes = {"(python -c pass)": "pass", "(import torch)": "import torch",
+             "(torch+_dynamo+peft)": "import torch, torch._dynamo, peft.helpers",
+             "(diffusers UNet module)": "import diffusers.models.unets.unet_2d_condition"}
     codes |= {s: _script(imports_of(s)) for s in stages}
     times: dict[str, list[float]] = {k: [] for k in codes}
     for _ in range(args.repeats):  # in alternation: a drift of the machine hits every row alike
