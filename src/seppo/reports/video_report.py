@@ -240,8 +240,9 @@ def _study_section(params: Params, root: Path, figures: Path) -> list[str]:
 
 
 def build_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path], out_dir: Path,
-                       root: Path = Path(".")) -> tuple[str, list[Path]]:
-    """The Markdown text; writes the figures into out_dir/figures (swapped in as a whole)."""
+                       root: Path | None = None) -> tuple[str, list[Path]]:
+    """The Markdown text; writes the figures into out_dir/figures (swapped in as a whole). ``root``: the project
+    whose video study (video_study.out under it) the report shows; None = no study section."""
     v = params.video
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     info = json.loads((eval_dir / "settings.json").read_text())
@@ -275,7 +276,7 @@ def build_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path
             strip = f"strip_{_safe(pid)}.png"
             _strip_figure(rows, f"{prompt}  (seed {seed})", tmp / strip)
             strips.append((pid, prompt, strip))
-        study = _study_section(params, Path(root), tmp)
+        study = _study_section(params, Path(root), tmp) if root is not None else []
     figs = sorted((out_dir / "figures").iterdir())
     tr = params.train
     ov = v.train_overrides
@@ -335,9 +336,10 @@ def build_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path
     return "\n".join(md).rstrip("\n") + "\n", figs
 
 
-def run_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path], out_dir: Path) -> dict:
+def run_video_report(params: Params, eval_dir: Path, eval_clip_dirs: list[Path], out_dir: Path,
+                     root: Path | None = None) -> dict:
     out_dir = Path(out_dir)
-    md, figs = build_video_report(params, eval_dir, eval_clip_dirs, out_dir)
+    md, figs = build_video_report(params, eval_dir, eval_clip_dirs, out_dir, root)
     page = markdown_to_html(md, out_dir, "SePPO text-to-video report")
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(md)

@@ -18,4 +18,4 @@ def run(params: Params, clips: list[Path], eval_dir: Path = Path(L.VIDEO_EVAL),
         out: Path = Path(L.VIDEO_REPORTS)) -> dict:
     from ..reports.video_report import run_video_report
 
-    return run_video_report(params, eval_dir, clips, out)
+    return run_video_report(params, eval_dir, clips, out, root=Path("."))  # the stage runs from the project root
