@@ -218,19 +218,10 @@ def _study_section(params: Params, root: Path, figures: Path) -> list[str]:
             md.append("| " + " | ".join(cells) + " |")
         md.append("")
     sm = d / "set_metrics.csv"
-    if sm.exists():
-        s = pd.read_csv(sm)
-        s = s[(s["round"] == K) | (s["round"] == 0)]
-        if len(s):
-            md += ["FID / FVD per run (set-level, embedded-world, lower is better): mean over training seeds "
-                   "[min, max].", "", "| variant | seeds | FID | FVD |", "|---|---|---|---|"]
-            for variant, h in s.groupby("variant", sort=False):
-                label = st.variants[variant].label if variant in st.variants else variant
-                cells = [(lambda r: "n/a" if r.empty else f"{r['mean'].iloc[0]:.2f} [{r['min'].iloc[0]:.2f}, "
-                          f"{r['max'].iloc[0]:.2f}]")(h[h.metric == m]) for m in ("fid", "fvd")]
-                seeds = "shared" if (h["round"] == 0).all() else str(int(h.n_seeds.max()))
-                md.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
-            md.append("")
+    if sm.exists():  # the aggregate's own FID / FVD table (mean over seeds [min, max])
+        from ..study.video import set_metric_markdown
+
+        md += set_metric_markdown(params, pd.read_csv(sm))
     curve = d / "curves_clip_utility.png"
     if curve.exists():
         shutil.copyfile(curve, figures / "study_curves_clip_utility.png")
