@@ -234,3 +234,55 @@ def test_with_a_spatial_lr_the_video_base_saves_its_trained_image_layers(tmp_pat
     unet = load_pipeline(tmp_path / "tuned").unet
     moved = [n for n, p in unet.named_parameters() if n in spatial and not torch.equal(p, spatial[n])]
     assert moved and not any("motion_modules" in n for n in moved)
+
+
+def test_min_snr_weighting_of_the_video_pretraining_loss_by_hand():
+    from seppo.models.video_pretrain import pretrain_loss
+
+    pred = torch.zeros(2, 1, 2, 1, 1)
+    noise = torch.tensor([1.0, 3.0, 2.0, 2.0]).reshape(2, 1, 2, 1, 1)  # per-clip MSE 5.0 and 4.0
+    alpha_bar = torch.tensor([0.9, 0.2])  # SNR 9 (clipped to gamma 5: weight 5/9) and 0.25 (weight 1)
+    assert pretrain_loss(pred, noise, alpha_bar, 0.0).item() == pytest.approx(4.5)
+    assert pretrain_loss(pred, noise, alpha_bar, 5.0).item() == pytest.approx((5.0 * 5 / 9 + 4.0) / 2)
+
+
+def test_the_video_base_saves_the_ema_of_its_weights_computed_by_hand(tmp_path):
+    from seppo.config import VideoBaseConfig
+    from seppo.models.pipeline import load_pipeline
+    from seppo.models.video_pretrain import pretrain_motion_adapter
+
+    from .dummy import save_dummy_pipeline
+
+    base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
+
+    def motion(steps, ema):
+        out = tmp_path / f"s{steps}_ema{ema}"
+        pretrain_motion_adapter(VideoBaseConfig(steps=steps, batch_size=2, spatial_lr=0.0, ema_decay=ema), base, web, out)
+        return {n: p.detach() for n, p in load_pipeline(out).unet.named_parameters() if "motion_modules" in n}
+
+    # the warm-up's first step runs at lr 0: one step saves the initial weights p0; two steps move them once (p2)
+    p0, p2, ema = motion(1, 0.0), motion(2, 0.0), motion(2, 0.5)
+    assert any(not torch.equal(p0[n], p2[n]) for n in p0)
+    # EMA decays min(0.5, (1 + step) / (10 + step)): 0.1 after step 0 (p1 = p0), 2/11 after step 1
+    for n in p0:
+        torch.testing.assert_close(ema[n], p0[n] + (p2[n] - p0[n]) * (9 / 11), rtol=0, atol=1e-6)
+
+
+def test_with_a_text_lr_the_video_base_saves_its_trained_text_encoder_and_the_pipeline_reads_it(tmp_path):
+    from transformers import CLIPTextModel
+
+    from seppo.config import VideoBaseConfig
+    from seppo.models.pipeline import load_pipeline
+    from seppo.models.video_pretrain import pretrain_motion_adapter
+
+    from .dummy import save_dummy_pipeline
+
+    base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
+    frozen = pretrain_motion_adapter(VideoBaseConfig(steps=2, batch_size=2, spatial_lr=0.0), base, web, tmp_path / "a")
+    tuned = pretrain_motion_adapter(VideoBaseConfig(steps=2, batch_size=2, spatial_lr=0.0, text_lr=1e-2), base, web,
+                                    tmp_path / "b")
+    before = dict(CLIPTextModel.from_pretrained(base, subfolder="text_encoder").named_parameters())
+    assert tuned["trained_parameters"] == frozen["trained_parameters"] + sum(p.numel() for p in before.values())
+    for folder, moved in (("a", False), ("b", True)):
+        after = dict(load_pipeline(tmp_path / folder).text_encoder.named_parameters())
+        assert any(not torch.equal(after[n], before[n]) for n in before) is moved, folder

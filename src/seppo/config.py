@@ -152,6 +152,14 @@ class VideoBaseConfig(_Section):
     spatial_lr: float = Field(3e-4, ge=0.0, description=(
         "Peak learning rate of the image model's (spatial) layers during this pretraining; 0 keeps them frozen "
         "(AnimateDiff's recipe: the adapter then composes with any copy of the image model)."))
+    text_lr: float = Field(0.0, ge=0.0, description=(
+        "Peak learning rate of the text encoder during this pretraining (the image captions never had the change "
+        "phrases); 0 keeps models/base's. When trained, theta_0 saves its own text encoder."))
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Decay of an exponential moving average of the trained weights, saved instead of the last step's "
+        "(warm-up: min(decay, (1 + step) / (10 + step))); 0 saves the last step, as before."))
+    snr_gamma: float = Field(0.0, ge=0.0, description=(
+        "Min-SNR-gamma loss weighting (Hang et al. 2023), as the image model's recipe; 0 = plain epsilon MSE."))
     frame_noise_correlation: float = Field(0.0, ge=0.0, lt=1.0, description=(
         "Correlation of the training noise between frames (PYoCo's mixed noise prior: a shared component plus "
         "each frame's own); 0 = independent, as AnimateDiff. Recorded in the folder: sampling and fine-tuning "

@@ -44,6 +44,18 @@ def clip_latents(vae, clips: np.ndarray):
     return z.reshape(n, f, *z.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
 
+def pretrain_loss(pred, noise, alpha_bar, snr_gamma: float):
+    """Epsilon MSE over channels, frames and pixels; with ``snr_gamma`` > 0 each clip weighted by
+    min(SNR, gamma) / SNR (Min-SNR-gamma, Hang et al. 2023), SNR = alpha_bar / (1 - alpha_bar) at its timestep."""
+    import torch
+
+    if snr_gamma <= 0:
+        return torch.mean((pred - noise) ** 2)
+    snr = alpha_bar / (1.0 - alpha_bar)
+    per_clip = torch.mean((pred - noise) ** 2, dim=tuple(range(1, pred.ndim)))
+    return torch.mean(per_clip * torch.clamp(snr, max=snr_gamma) / snr)
+
+
 def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path, out_dir: Path) -> dict:
     """Train the motion modules on ``web_dir`` (clips.npy, captions.parquet); write a MotionAdapter folder."""
     import pandas as pd
@@ -78,11 +90,20 @@ def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path,
             p.requires_grad_(True)
         groups.append({"params": spatial, "lr": cfg.spatial_lr})
         params = params + spatial
+    ids = None
+    if cfg.text_lr > 0:  # the text encoder learns the change phrases (", moving right") the image captions never had
+        ids = tok(captions + [""], padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids
+        text.train().requires_grad_(True)
+        groups.append({"params": list(text.parameters()), "lr": cfg.text_lr})
+        params = params + list(text.parameters())
     opt = torch.optim.AdamW(groups, weight_decay=1e-2)
     lr_sched = get_cosine_schedule_with_warmup(opt, max(1, cfg.steps // 10), cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     offset = recipe_noise_offset(base_dir)
     frames = latents.shape[2]
+    ema = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else None
+    alphas = sched.alphas_cumprod
     log, bar = [], progress(cfg.steps, "video-base", unit="step")
     for step in range(cfg.steps):
         idx = torch.randint(len(latents), (cfg.batch_size,), generator=gen)
@@ -94,24 +115,33 @@ def pretrain_motion_adapter(cfg: VideoBaseConfig, base_dir: Path, web_dir: Path,
             noise = noise + offset * torch.randn((len(z0), z0.shape[1], 1, 1, 1), generator=gen)
         noise = frame_correlated(noise, cfg.frame_noise_correlation, gen)
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
-        pred = model(sched.add_noise(z0, noise, t), t,
-                     encoder_hidden_states=cond[c].repeat_interleave(frames, 0)).sample
-        loss = torch.mean((pred - noise) ** 2)
+        enc = cond[c] if ids is None else text(ids[c])[0]
+        pred = model(sched.add_noise(z0, noise, t), t, encoder_hidden_states=enc.repeat_interleave(frames, 0)).sample
+        loss = pretrain_loss(pred, noise, alphas[t], cfg.snr_gamma)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         lr_sched.step()
         opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1.0 - min(cfg.ema_decay, (1 + step) / (10 + step)))
         if step % 50 == 0 or step == cfg.steps - 1:
             log.append({"step": step, "loss": round(loss.item(), 6)})
         bar.update(1)
     bar.close()
+    if ema is not None:  # the average is what is saved (and sampled): the last step's weights are dropped
+        with torch.no_grad():
+            torch._foreach_copy_(params, ema)
     with atomic_dir(out_dir) as tmp:
         model.save_motion_modules(str(tmp / "motion_adapter"), safe_serialization=True)
         _write_animatediff(base_dir, tmp / "motion_adapter", tmp, name=str(Path(out_dir) / "motion_adapter"))
         if cfg.spatial_lr > 0:  # theta_0's UNet is the trained one: its image layers are no longer models/base's
             shutil.rmtree(tmp / "unet")
             model.save_pretrained(str(tmp / "unet"), safe_serialization=True)
+        if ids is not None:  # theta_0's text encoder is the trained one (the video cache and every arm read it)
+            shutil.rmtree(tmp / "text_encoder")
+            text.eval().save_pretrained(str(tmp / "text_encoder"), safe_serialization=True)
         write_json(tmp / "seppo_provenance.json", _provenance(base_dir, offset, cfg.frame_noise_correlation, {
             "web": str(web_dir), "video_base": cfg.model_dump()}))
     return {"clips": len(clips), "frames": int(frames), "steps": cfg.steps, "noise_offset": offset,

@@ -56,6 +56,10 @@ LEGACY_VALUES: dict[tuple[str, str], Any] = {
     ("train", "oracle_margin"): 0.0,
     ("train", "reward_scorer"): "pickscore_x100",
     ("train", "reward_margin"): 0.0,
+    # Video II: the video base's EMA, Min-SNR weighting and text encoder lr (the video study ran without them)
+    ("video_base", "ema_decay"): 0.0,
+    ("video_base", "snr_gamma"): 0.0,
+    ("video_base", "text_lr"): 0.0,
 }
 
 
