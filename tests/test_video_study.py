@@ -156,3 +156,20 @@ def test_the_video_report_gains_the_study_section_only_once_the_study_has_run(tm
     md = "\n".join(_study_section(p, tmp_path, figs))
     assert "| w/o anchor | 0 1 | 5e-05 | 0.430 [0.400, 0.460] | +0.030 [0.010, 0.050] |" in md
     assert "round 2" in md
+
+
+def test_the_reports_flag_a_video_study_recorded_under_another_theta_0(tmp_path):
+    from seppo.study.records import record_path
+
+    p = _params(out="study")
+    runs = plan_runs(p, "video_study")
+    assert video.stale_note(p, tmp_path) == []  # nothing recorded yet
+    for r in runs[:2]:
+        path = record_path(tmp_path / "study", r)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"params_hash": r.params_hash}))
+    assert video.stale_note(p, tmp_path) == []  # the records match today's plan
+    # theta_0's recipe changes: the same records now belong to another study
+    moved = parse_params({**yaml.safe_load(yaml.safe_dump(p.model_dump())), "video_base": {"steps": 10}})
+    note = video.stale_note(moved, tmp_path)
+    assert note and note[0].startswith("**Stale: 2 of the 2 recorded runs")

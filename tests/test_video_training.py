@@ -118,6 +118,7 @@ def _web(tmp_path, n=6, frames=4):
 
 def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_animatediff(tmp_path):
     from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
 
     from seppo.config import SamplingConfig, VideoBaseConfig
     from seppo.models.video_pipeline import generate_clips, load_video_pipeline
@@ -126,7 +127,8 @@ def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_a
     from .dummy import save_dummy_pipeline
 
     base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
-    cfg = VideoBaseConfig(steps=3, batch_size=2, spatial_lr=0.0)  # AnimateDiff's recipe: the image layers frozen
+    # AnimateDiff's recipe: the image model (UNet layers and text encoder) frozen
+    cfg = VideoBaseConfig(steps=3, batch_size=2, spatial_lr=0.0, text_lr=0.0)
     summary = pretrain_motion_adapter(cfg, base, web, tmp_path / "adapter")
     assert summary["clips"] == 6 and summary["frames"] == 4 and summary["motion_parameters"] > 0
     # a second run into the same folder rewrites it byte for byte: every file, configs included (the adapter's
@@ -147,6 +149,8 @@ def test_the_embedded_motion_adapter_trains_only_temporal_modules_and_loads_as_a
     pipe = load_video_pipeline(base, tmp_path / "adapter" / "motion_adapter")
     for (n, a), (_, b) in zip(whole.unet.named_parameters(), pipe.unet.named_parameters()):
         assert torch.equal(a, b), n
+    base_text = dict(CLIPTextModel.from_pretrained(base, subfolder="text_encoder").named_parameters())
+    assert all(torch.equal(p, base_text[n]) for n, p in whole.text_encoder.named_parameters())
     image_unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     spatial = dict(image_unet.named_parameters())
     # the image model is frozen: every spatial weight of the AnimateDiff UNet is theta_0's
@@ -278,7 +282,8 @@ def test_with_a_text_lr_the_video_base_saves_its_trained_text_encoder_and_the_pi
     from .dummy import save_dummy_pipeline
 
     base, web = save_dummy_pipeline(tmp_path / "base"), _web(tmp_path)
-    frozen = pretrain_motion_adapter(VideoBaseConfig(steps=2, batch_size=2, spatial_lr=0.0), base, web, tmp_path / "a")
+    frozen = pretrain_motion_adapter(VideoBaseConfig(steps=2, batch_size=2, spatial_lr=0.0, text_lr=0.0), base, web,
+                                     tmp_path / "a")
     tuned = pretrain_motion_adapter(VideoBaseConfig(steps=2, batch_size=2, spatial_lr=0.0, text_lr=1e-2), base, web,
                                     tmp_path / "b")
     before = dict(CLIPTextModel.from_pretrained(base, subfolder="text_encoder").named_parameters())

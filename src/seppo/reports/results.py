@@ -152,6 +152,8 @@ def _video_section(root: Path) -> list[str]:
 
 def _video_study_section(params: Params, root: Path) -> list[str]:
     """The multi-seed video table (final round, clip utility) with its paired differences, once it has run."""
+    from ..study.video import stale_note
+
     st = params.video_study
     path = root / st.out / "aggregate.csv"
     if not path.exists():
@@ -165,6 +167,7 @@ def _video_study_section(params: Params, root: Path) -> list[str]:
           f"Each arm from the video theta_0, {K} rounds, every round evaluated on the 32 video prompts x 2 sampling "
           "seeds; mean over training seeds and prompts, 95% two-level bootstrap CI (seeds x prompts); differences "
           "paired on seed and prompt. Clip utility: the ground truth from pixels, [0, 1].", "",
+          *stale_note(params, root),
           "| variant | seeds | lr | clip utility, round " + str(K) + " | "
           + " | ".join(f"- {c}" for c in refs) + " |", "|---|---|---|---|" + "---|" * len(refs)]
     g = t[(t.metric == "clip_utility") & ((t["round"] == K) | (t["round"] == 0))]

@@ -203,6 +203,9 @@ def _study_section(params: Params, root: Path, figures: Path) -> list[str]:
           "the clips above's prompts and sampling seeds. Mean over training seeds and prompts; 95% CIs from a two-level "
           f"bootstrap ({st.n_boot} resamples of the seeds, crossed with the prompts); differences paired on seed and "
           "prompt. A difference is resolved when its CI excludes 0.", ""]
+    from ..study.video import stale_note
+
+    md += stale_note(params, root)
     for metric in [m for m in ("clip_utility", "psnr", "ssim") if m in set(t.metric)]:
         g = t[(t.metric == metric) & ((t["round"] == K) | (t["round"] == 0))]
         head = ["variant", "seeds", "lr", "mean [95% CI]"] + [f"- {c} [95% CI]" for c in refs]

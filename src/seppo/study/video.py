@@ -155,6 +155,24 @@ def set_metric_markdown(params: Params, table: pd.DataFrame) -> list[str]:
     return md + [""]
 
 
+def stale_note(params: Params, root: Path = Path(".")) -> list[str]:
+    """A warning for the reports when the committed video study was recorded under other params than today's
+    (e.g. theta_0's recipe changed since): its records' params hash no longer matches the plan. Empty when every
+    planned run's record matches (or no study has run)."""
+    from .records import is_done, plan_runs, record_path
+
+    out = Path(root) / params.video_study.out
+    runs = plan_runs(params, "video_study")
+    recorded = [r for r in runs if record_path(out, r).exists()]
+    stale = [r for r in recorded if not is_done(out, r)]
+    if not stale:
+        return []
+    return [f"**Stale: {len(stale)} of the {len(recorded)} recorded runs below were made with other params than "
+            "today's** (their records' params hash differs from the plan's: e.g. the video base's recipe changed "
+            "since), so the table and curves are those runs' theta_0 and arms, not today's; `seppo video-study` "
+            "re-runs them.", ""]
+
+
 def run_video_aggregate(params: Params, root: Path = Path(".")) -> dict:
     """The image study's aggregate over the video records (view(params)), then the FID / FVD table."""
     from ..io_utils import atomic_path
