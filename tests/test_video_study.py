@@ -173,3 +173,35 @@ def test_the_reports_flag_a_video_study_recorded_under_another_theta_0(tmp_path)
     moved = parse_params({**yaml.safe_load(yaml.safe_dump(p.model_dump())), "video_base": {"steps": 10}})
     note = video.stale_note(moved, tmp_path)
     assert note and note[0].startswith("**Stale: 2 of the 2 recorded runs")
+
+
+def test_a_partly_re_run_study_aggregates_todays_runs_and_names_the_stale_ones_it_leaves_out(tmp_path):
+    """theta_0's recipe changed and the study re-ran only some runs: the records left from the old theta_0 (other
+    base scores) are not paired with the new ones (that would mix two theta_0) nor do they stop the aggregate."""
+    from seppo.study.records import record_path
+
+    p = parse_params({"video_study": {"rounds": 1, "seeds": [0, 1], "variants": VARIANTS, "out": "study",
+                                      "compare_to": ["base", "sft"], "n_boot": 200}})
+    runs = {r.name: r for r in plan_runs(p, "video_study")}
+    rng = np.random.default_rng(2)
+    new_base, old_base = rng.uniform(0.3, 0.6, 12), rng.uniform(0.2, 0.4, 12)
+    for name, (variant, seed, base, shift, current) in {
+            "video-none__seed0": ("none", 0, new_base, 0.04, True),
+            "video-sft__seed0": ("sft", 0, new_base, -0.01, True),
+            "video-none__seed1": ("none", 1, old_base, 0.30, False)}.items():
+        rec = _record(variant, seed, base, base + shift) | {
+            "params_hash": runs[name].params_hash if current else "an-older-recipe"}
+        path = record_path(tmp_path / "study", runs[name])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+    res = video.run_video_aggregate(p, tmp_path)
+    assert res["records"] == 2 and res["stale"] == ["video-none__seed1"]
+    table = pd.read_csv(tmp_path / "study" / "aggregate.csv")
+    none = table[(table.variant == "none") & (table["round"] == 1) & (table.metric == "clip_utility")].iloc[0]
+    assert none.diff_vs_base == pytest.approx(0.04)  # the stale seed's +0.30 is not in it
+    assert str(none.seeds) == "0"
+    assert "Left out: 1 recorded runs made with other params than today's plan" in \
+        (tmp_path / "study" / "aggregate.md").read_text()
+    note = video.stale_note(p, tmp_path)
+    assert note[0].startswith("**1 of the 3 recorded runs were made with other params than today's**")
+    assert "video-none__seed1" in note[0] and "left out of the tables" in note[0]

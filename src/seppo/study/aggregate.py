@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..config import Params
 from ..io_utils import atomic_path
-from .records import load_records, per_prompt_matrix
+from .records import load_records, per_prompt_matrix, stale_records
 from .stats import paired_difference, prompt_only_ci, two_level_bootstrap
 
 # round-metric keys that describe the anchor; the oracle ones appear once the trainer writes them
@@ -537,12 +537,18 @@ def curves(table: pd.DataFrame, out: Path, skip=(), params: Params | None = None
     return paths
 
 
-def run_aggregate(params: Params, root: Path = Path("."), title: str = "# Ablation study (`seppo study`)") -> dict:
-    """Recompute aggregate.{csv,md}, oracle.csv and the curves from the records under study.out."""
+def run_aggregate(params: Params, root: Path = Path("."), title: str = "# Ablation study (`seppo study`)",
+                  stale: list[str] | None = None) -> dict:
+    """Recompute aggregate.{csv,md}, oracle.csv and the curves from the records under study.out, leaving out the
+    stale ones (made with other params than today's plan: default stale_records(params, "study", out)). With no
+    current record the files already there are left as they are (the reports then say every run is stale)."""
     out = Path(root) / params.study.out
-    records = load_records(out) if (out / "runs").is_dir() else []
+    has_runs = (out / "runs").is_dir()
+    if stale is None:
+        stale = stale_records(params, "study", out) if has_runs else []
+    records = load_records(out, stale) if has_runs else []
     if not records:
-        return {"records": 0}
+        return {"records": 0, "stale": stale}
     check_one_base(records, out)
     table, oracle = aggregate(params, records)
     with atomic_path(out / "aggregate.csv") as tmp:
@@ -564,12 +570,19 @@ def run_aggregate(params: Params, root: Path = Path("."), title: str = "# Ablati
     if not sweep.empty:
         with atomic_path(out / "lr_sweep.csv") as tmp:
             sweep.to_csv(tmp, index=False, float_format="%.6f")
+    else:  # an earlier aggregate's sweep (e.g. its records are stale now) must not outlive it
+        (out / "lr_sweep.csv").unlink(missing_ok=True)
     betas = beta_sweep(params, records)
     if not betas.empty:
         with atomic_path(out / "beta_sweep.csv") as tmp:
             betas.to_csv(tmp, index=False, float_format="%.6f")
+    else:
+        (out / "beta_sweep.csv").unlink(missing_ok=True)
     machines = sorted({str(r.get("experiment", {}).get("machine") or "not recorded") for r in records})
     md += [f"Machine type of the runs: {', '.join(machines)}.", ""]
+    if stale:
+        md += [f"Left out: {len(stale)} recorded runs made with other params than today's plan (another theta_0 "
+               f"or recipe; re-run them to bring them back): {', '.join(stale)}.", ""]
     md += table_markdown(params, table) + sweep_markdown(sweep) + beta_markdown(betas)
     aucs = auc_summary(records, st.n_boot, st.seed)
     if not aucs.empty:
@@ -580,4 +593,5 @@ def run_aggregate(params: Params, root: Path = Path("."), title: str = "# Ablati
     with atomic_path(out / "aggregate.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
     figs = curves(table, out, skip=one_seed_points(params), params=params)
-    return {"records": len(records), "rows": len(table), "figures": [str(p.relative_to(root)) for p in figs]}
+    return {"records": len(records), "rows": len(table), "figures": [str(p.relative_to(root)) for p in figs],
+            "stale": stale}

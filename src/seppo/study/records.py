@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,29 @@ def build_record(run: Run, label: str, scores: pd.DataFrame, round_metrics: dict
             "checkpoints": ckpts, "round_metrics": {str(k): round_metrics[k] for k in sorted(round_metrics)}}
 
 
-def load_records(out: Path) -> list[dict]:
-    """Every record under out/runs, sorted by file name; a malformed one fails with its path."""
-    recs = []
+def stale_records(params: Params, section: str, out: Path) -> list[str]:
+    """Names of the records under out/runs that today's plan also runs, made with other params than today's (their
+    params hash differs: e.g. theta_0's recipe changed since). A study re-run in part holds both kinds; the stale
+    ones come from another theta_0, so they are left out of the aggregate rather than paired with the new ones."""
+    planned = {r.name: r.params_hash for r in plan_runs(params, section)}
+    names = []
     for p in sorted((out / "runs").glob("*.json")):
+        try:
+            h = json.loads(p.read_text()).get("params_hash")
+        except json.JSONDecodeError:
+            continue  # load_records names the file
+        if p.stem in planned and h != planned[p.stem]:
+            names.append(p.stem)
+    return names
+
+
+def load_records(out: Path, leave_out: Iterable[str] = ()) -> list[dict]:
+    """Every record under out/runs but those named in leave_out, sorted by file name; a malformed one fails with
+    its path."""
+    recs, skip = [], set(leave_out)
+    for p in sorted((out / "runs").glob("*.json")):
+        if p.stem in skip:
+            continue
         try:
             r = json.loads(p.read_text())
         except json.JSONDecodeError as err:

@@ -167,6 +167,10 @@ def stale_note(params: Params, root: Path = Path(".")) -> list[str]:
     stale = [r for r in recorded if not is_done(out, r)]
     if not stale:
         return []
+    if len(stale) < len(recorded):  # the aggregate left them out (run_aggregate)
+        return [f"**{len(stale)} of the {len(recorded)} recorded runs were made with other params than today's** "
+                f"({', '.join(r.name for r in stale)}: another theta_0 or recipe) and are left out of the tables and "
+                "curves below; `seppo video-study` re-runs them.", ""]
     return [f"**Stale: {len(stale)} of the {len(recorded)} recorded runs below were made with other params than "
             "today's** (their records' params hash differs from the plan's: e.g. the video base's recipe changed "
             "since), so the table and curves are those runs' theta_0 and arms, not today's; `seppo video-study` "
@@ -177,14 +181,15 @@ def run_video_aggregate(params: Params, root: Path = Path(".")) -> dict:
     """The image study's aggregate over the video records (view(params)), then the FID / FVD table."""
     from ..io_utils import atomic_path
     from .aggregate import run_aggregate
-    from .records import load_records
+    from .records import load_records, stale_records
 
     v = view(params)
     out = Path(root) / v.study.out
-    res = run_aggregate(v, root, title="# Video study (`seppo video-study`)")
+    stale = stale_records(params, "video_study", out) if (out / "runs").is_dir() else []
+    res = run_aggregate(v, root, title="# Video study (`seppo video-study`)", stale=stale)
     if not res.get("records"):
         return res
-    table = set_metric_table(params, load_records(out))
+    table = set_metric_table(params, load_records(out, stale))
     with atomic_path(out / "set_metrics.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     md = (out / "aggregate.md").read_text().rstrip("\n").split("\n") + [""] + set_metric_markdown(params, table)
