@@ -543,10 +543,9 @@ def run_aggregate(params: Params, root: Path = Path("."), title: str = "# Ablati
     stale ones (made with other params than today's plan: default stale_records(params, "study", out)). With no
     current record the files already there are left as they are (the reports then say every run is stale)."""
     out = Path(root) / params.study.out
-    has_runs = (out / "runs").is_dir()
     if stale is None:
-        stale = stale_records(params, "study", out) if has_runs else []
-    records = load_records(out, stale) if has_runs else []
+        stale = stale_records(params, "study", out)
+    records = load_records(out, stale)
     if not records:
         return {"records": 0, "stale": stale}
     check_one_base(records, out)

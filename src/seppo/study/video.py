@@ -159,17 +159,16 @@ def stale_note(params: Params, root: Path = Path(".")) -> list[str]:
     """A warning for the reports when the committed video study was recorded under other params than today's
     (e.g. theta_0's recipe changed since): its records' params hash no longer matches the plan. Empty when every
     planned run's record matches (or no study has run)."""
-    from .records import is_done, plan_runs, record_path
+    from .records import plan_runs, record_path, stale_records
 
     out = Path(root) / params.video_study.out
-    runs = plan_runs(params, "video_study")
-    recorded = [r for r in runs if record_path(out, r).exists()]
-    stale = [r for r in recorded if not is_done(out, r)]
+    recorded = [r for r in plan_runs(params, "video_study") if record_path(out, r).exists()]
+    stale = stale_records(params, "video_study", out)
     if not stale:
         return []
     if len(stale) < len(recorded):  # the aggregate left them out (run_aggregate)
         return [f"**{len(stale)} of the {len(recorded)} recorded runs were made with other params than today's** "
-                f"({', '.join(r.name for r in stale)}: another theta_0 or recipe) and are left out of the tables and "
+                f"({', '.join(stale)}: another theta_0 or recipe) and are left out of the tables and "
                 "curves below; `seppo video-study` re-runs them.", ""]
     return [f"**Stale: {len(stale)} of the {len(recorded)} recorded runs below were made with other params than "
             "today's** (their records' params hash differs from the plan's: e.g. the video base's recipe changed "
@@ -185,7 +184,7 @@ def run_video_aggregate(params: Params, root: Path = Path(".")) -> dict:
 
     v = view(params)
     out = Path(root) / v.study.out
-    stale = stale_records(params, "video_study", out) if (out / "runs").is_dir() else []
+    stale = stale_records(params, "video_study", out)
     res = run_aggregate(v, root, title="# Video study (`seppo video-study`)", stale=stale)
     if not res.get("records"):
         return res
