@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,6 +249,27 @@ def test_min_snr_weighting_of_the_video_pretraining_loss_by_hand():
     alpha_bar = torch.tensor([0.9, 0.2])  # SNR 9 (clipped to gamma 5: weight 5/9) and 0.25 (weight 1)
     assert pretrain_loss(pred, noise, alpha_bar, 0.0).item() == pytest.approx(4.5)
     assert pretrain_loss(pred, noise, alpha_bar, 5.0).item() == pytest.approx((5.0 * 5 / 9 + 4.0) / 2)
+
+
+def test_the_recipe_scripts_frame_difference_term_by_hand():
+    """scripts/video_base_recipe.py --motion-loss: only the error that changes from frame to frame is added."""
+    import importlib.util
+
+    from seppo.models.video_pretrain import pretrain_loss
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "video_base_recipe.py"
+    spec = importlib.util.spec_from_file_location("video_base_recipe", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pred = torch.zeros(2, 1, 2, 1, 1)
+    noise = torch.tensor([1.0, 3.0, 2.0, 2.0]).reshape(2, 1, 2, 1, 1)  # clip 1 errs -1, -3 (moves); clip 2 -2, -2
+    alpha_bar = torch.tensor([0.9, 0.2])
+    loss = script.with_motion_term(pretrain_loss, 2.0)
+    assert loss(pred, noise, alpha_bar, 0.0).item() == pytest.approx(4.5 + 2.0 * (4.0 + 0.0) / 2)
+    assert loss(pred, noise, alpha_bar, 5.0).item() == pytest.approx((5.0 * 5 / 9 + 4.0) / 2 + 2.0 * (4.0 * 5 / 9) / 2)
+    still = torch.full((1, 1, 4, 1, 1), 2.0)  # the same error in every frame: nothing added
+    assert loss(torch.zeros_like(still), still, alpha_bar[:1], 5.0).item() == pytest.approx(
+        pretrain_loss(torch.zeros_like(still), still, alpha_bar[:1], 5.0).item())
 
 
 def test_the_video_base_saves_the_ema_of_its_weights_computed_by_hand(tmp_path):
