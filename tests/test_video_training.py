@@ -272,6 +272,19 @@ def test_the_recipe_scripts_frame_difference_term_by_hand():
         pretrain_loss(torch.zeros_like(still), still, alpha_bar[:1], 5.0).item())
 
 
+def test_the_guidance_scripts_ci_averages_sampling_seeds_before_resampling_captions():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "video_guidance.py"
+    spec = importlib.util.spec_from_file_location("video_guidance", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # seed 0 then seed 1 over 3 captions: each caption's mean over seeds is 2, so no caption resample moves it
+    assert script.paired_ci(np.array([1.0, 2.0, 3.0, 3.0, 2.0, 1.0]), 3) == pytest.approx((2.0, 2.0, 2.0))
+    mean, lo, hi = script.paired_ci(np.array([0.0, 0.0, 3.0, 0.0, 0.0, 3.0]), 3)
+    assert mean == pytest.approx(1.0) and lo == pytest.approx(0.0) and hi == pytest.approx(3.0)
+
+
 def test_the_video_base_saves_the_ema_of_its_weights_computed_by_hand(tmp_path):
     from seppo.config import VideoBaseConfig
     from seppo.models.pipeline import load_pipeline
