@@ -46,18 +46,15 @@ def moving_step(clips: np.ndarray, captions: list[str]) -> float:
 
 
 def with_motion_term(loss_fn, weight: float):
-    """``loss_fn`` plus ``weight`` x the mean squared frame difference of the error (pred - noise), clips of shape
-    (N, C, F, h, w), each clip weighted by min(SNR, gamma) / SNR as ``loss_fn`` weights it (1 without Min-SNR)."""
-    import torch
+    """``loss_fn`` plus ``weight`` x ``loss_fn`` of the frame-to-frame differences (clips (N, C, F, h, w)): the same
+    per-clip Min-SNR weighting, applied to the part of the error (pred - noise) that changes across frames."""
 
     def loss(pred, noise, alpha_bar, snr_gamma: float):
-        err = pred - noise
-        diff = torch.mean((err[:, :, 1:] - err[:, :, :-1]) ** 2, dim=tuple(range(1, err.ndim)))
-        w = torch.ones_like(diff)
-        if snr_gamma > 0:
-            snr = alpha_bar / (1.0 - alpha_bar)
-            w = torch.clamp(snr, max=snr_gamma) / snr
-        return loss_fn(pred, noise, alpha_bar, snr_gamma) + weight * torch.mean(w * diff)
+        def step(x):
+            return x[:, :, 1:] - x[:, :, :-1]
+
+        return loss_fn(pred, noise, alpha_bar, snr_gamma) + weight * loss_fn(step(pred), step(noise), alpha_bar,
+                                                                             snr_gamma)
 
     return loss
 

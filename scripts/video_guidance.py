@@ -26,10 +26,10 @@ def captions_for(on: str, params) -> list[str]:
     from seppo.evaluation.video_generate import load_video_prompts
 
     v = params.video
-    prompts = pd.read_parquet(v.prompts)
-    held_out = set(prompts[prompts.split == "eval"].caption)
     if on == "eval":
         return load_video_prompts(v).prompt.tolist()
+    prompts = pd.read_parquet(v.prompts)
+    held_out = set(prompts[prompts.split == "eval"].caption)
     caps = sorted(pd.read_csv(Path(v.source) / "captions.csv").caption.unique())[::6][: v.eval_prompts]
     if set(caps) & held_out:
         raise ValueError(f"{v.source}: training captions overlap the evaluation prompts of {v.prompts}")
@@ -38,11 +38,9 @@ def captions_for(on: str, params) -> list[str]:
 
 def paired_ci(d: np.ndarray, n_captions: int, seed: int = 0, n_boot: int = 4000) -> tuple[float, float, float]:
     """Mean of d (seed-major, captions inner) and the 95% bootstrap CI resampling captions (seeds averaged first)."""
-    per = d.reshape(-1, n_captions).mean(0)
-    rng = np.random.default_rng(seed)
-    boots = [per[rng.integers(0, n_captions, n_captions)].mean() for _ in range(n_boot)]
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(per.mean()), float(lo), float(hi)
+    from seppo.evaluation.stats import bootstrap_mean
+
+    return bootstrap_mean(np.asarray(d).reshape(-1, n_captions).T, n_boot, seed)
 
 
 def main() -> None:
@@ -67,12 +65,12 @@ def main() -> None:
     v = params.video
     caps = captions_for(args.on, params)
     rows = [(c, s) for s in v.eval_seeds for c in caps]
-    pipe = load_pipeline(args.model)
+    pipe, frame_corr = load_pipeline(args.model), recipe_frame_correlation(args.model)
     first = None
     for g in args.guidance:
         clips = generate_clips(pipe, [r[0] for r in rows], [r[1] for r in rows],
                                v.sampling.model_copy(update={"guidance": g}), v.frames, v.batch_size,
-                               frame_corr=recipe_frame_correlation(args.model))
+                               frame_corr=frame_corr)
         us = [clip_utility(c, cap) for c, (cap, _) in zip(clips, rows)]
         u = np.array([x.utility for x in us])
         first = u if first is None else first

@@ -251,16 +251,21 @@ def test_min_snr_weighting_of_the_video_pretraining_loss_by_hand():
     assert pretrain_loss(pred, noise, alpha_bar, 5.0).item() == pytest.approx((5.0 * 5 / 9 + 4.0) / 2)
 
 
-def test_the_recipe_scripts_frame_difference_term_by_hand():
-    """scripts/video_base_recipe.py --motion-loss: only the error that changes from frame to frame is added."""
+def _script(name: str):
+    """A module of scripts/ (not a package), loaded by path."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recipe_scripts_frame_difference_term_by_hand():
+    """scripts/video_base_recipe.py --motion-loss: only the error that changes from frame to frame is added."""
     from seppo.models.video_pretrain import pretrain_loss
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "video_base_recipe.py"
-    spec = importlib.util.spec_from_file_location("video_base_recipe", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("video_base_recipe")
     pred = torch.zeros(2, 1, 2, 1, 1)
     noise = torch.tensor([1.0, 3.0, 2.0, 2.0]).reshape(2, 1, 2, 1, 1)  # clip 1 errs -1, -3 (moves); clip 2 -2, -2
     alpha_bar = torch.tensor([0.9, 0.2])
@@ -273,12 +278,7 @@ def test_the_recipe_scripts_frame_difference_term_by_hand():
 
 
 def test_the_guidance_scripts_ci_averages_sampling_seeds_before_resampling_captions():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "video_guidance.py"
-    spec = importlib.util.spec_from_file_location("video_guidance", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("video_guidance")
     # seed 0 then seed 1 over 3 captions: each caption's mean over seeds is 2, so no caption resample moves it
     assert script.paired_ci(np.array([1.0, 2.0, 3.0, 3.0, 2.0, 1.0]), 3) == pytest.approx((2.0, 2.0, 2.0))
     mean, lo, hi = script.paired_ci(np.array([0.0, 0.0, 3.0, 0.0, 0.0, 3.0]), 3)
