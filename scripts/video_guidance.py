@@ -6,9 +6,9 @@ what was tried next").
 --on train (the default): 32 training captions of the video world (every 6th of the 200 distinct ones, sorted;
 disjoint from the evaluation prompts, asserted) x params.video.eval_seeds; --on eval: the evaluation's own prompts and
 seeds, exactly as `seppo video-evaluate` generates them. The sampler, steps, frames and batch size are
-params.video's; only the guidance changes. Prints one JSON line per guidance (mean clip utility and its parts, and
-the difference to the first guidance with a 95% bootstrap CI over captions, paired on caption and seed), single
-thread by default. A single model and a single sampling of it: the CI is over captions only.
+params.video's; only the guidance changes. Prints one JSON line per guidance: the mean clip utility with its 95%
+bootstrap CI over captions, its parts, and the difference to the first guidance with its CI (paired on caption and
+seed). Single thread by default. A single model and a single sampling of it: the CIs are over captions only.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> None:
         m, lo, hi = paired_ci(u - first, len(caps))
         print(json.dumps({"model": str(args.model), "on": args.on, "guidance": g, "clips": len(u),
                           "utility": round(float(u.mean()), 4),
+                          "utility_ci95": [round(x, 4) for x in paired_ci(u, len(caps))[1:]],
                           **{k: round(float(np.mean([x.parts[k] for x in us])), 3) for k in us[0].parts},
                           f"minus_guidance_{args.guidance[0]}": [round(m, 4), round(lo, 4), round(hi, 4)],
                           "sampling": {**v.sampling.model_dump(), "guidance": g}}), flush=True)
