@@ -786,8 +786,9 @@ class VideoConfig(_Section):
         description="train.* keys replaced for video (validated against the train section's fields).")
     eval_prompts: int = Field(32, ge=1, description="Evaluation prompts (the first N of `prompts`).")
     eval_seeds: list[int] = Field([0, 1], min_length=1, description="Sampling seeds per evaluation prompt.")
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig,
-                                       description="How evaluation clips are sampled.")
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(guidance=2.0), description=(
+        "How evaluation clips are sampled. Guidance 2, not the image model's 7.5: chosen on training captions "
+        "disjoint from the evaluation prompts (scripts/video_guidance.py, docs/video.md)."))
     batch_size: int = Field(8, ge=1, description="Clips per generation batch.")
     lpips_weights: str | None = Field(None, description="LPIPS network: a .safetensors state dict, 'torchvision' "
                                       "(backbone from torchvision's local cache), or null to skip LPIPS.")
